@@ -1,0 +1,25 @@
+"""Helpers shared by subcommands: load config (exit 2 with one line on error), set up logging."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from typing import Any
+
+from daemon.config import ConfigError, Settings, load_settings
+from daemon.logging import bind_context, configure_logging
+
+
+def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load settings from ``--config`` + env + ``overrides``; on error print one line and exit 2."""
+    try:
+        s = load_settings(getattr(args, "config", None), overrides)
+    except ConfigError as e:
+        print(f"mmd: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    level = getattr(args, "log_level", None) or s.ops.log_level
+    fmt = getattr(args, "log_format", None) or s.ops.log_format
+    configure_logging(level, fmt)
+    bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
+    return s

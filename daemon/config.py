@@ -1,0 +1,289 @@
+"""Configuration: a TOML file plus ``MMD_*`` environment overrides, validated by pydantic.
+
+Precedence (highest first): ``MMD_*`` environment variables, the ``--config`` TOML file, the
+defaults below (which equal ``config/default.toml``: Bybit mainnet public endpoints, category
+``linear``, ``[BTCUSDT]``, depth 50, paper mode). Nested keys use ``__`` in the environment:
+``MMD_QUOTER__GAMMA=0.2`` sets ``[quoter] gamma``; lists are JSON (``MMD_MARKET__SYMBOLS='["BTCUSDT","ETHUSDT"]'``).
+
+A bad value raises :class:`ConfigError` whose message is one line naming the key, the value and
+what is allowed; the CLI prints it and exits with status 2.
+
+Each section is its own model; the module that uses a section documents the units of its fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration problem, one line: key, value, what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MarketConfig(_Section):
+    """Where market data comes from and what to subscribe."""
+
+    rest_url: str = "https://api.bybit.com"
+    ws_url: str = "wss://stream.bybit.com/v5/public/linear"
+    category: Literal["linear", "inverse", "spot"] = "linear"
+    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT"], min_length=1)
+    depth: Literal[1, 50, 200, 1000] = 50
+    #: public topics per symbol besides the order book (``kline`` uses ``kline_interval``).
+    topics: list[Literal["publicTrade", "tickers", "kline", "orderbook.1"]] = Field(
+        default_factory=lambda: ["publicTrade", "tickers", "kline"]
+    )
+    kline_interval: Literal["1", "3", "5", "15", "30", "60"] = "1"
+    kline_history: int = Field(200, ge=0, le=1000)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not s or not s.isalnum() or s.upper() != s:
+                raise ValueError(f"symbol {s!r} must be upper-case letters/digits like BTCUSDT")
+        if len(set(v)) != len(v):
+            raise ValueError("symbols must be unique")
+        return v
+
+
+class RestConfig(_Section):
+    """REST client limits (seconds)."""
+
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    #: pause after HTTP 403 (IP ban: Bybit asks for at least 10 minutes)
+    ban_backoff_s: float = Field(600.0, ge=0)
+
+
+class WsConfig(_Section):
+    """Websocket client limits (seconds, bytes)."""
+
+    ping_interval_s: float = Field(20.0, gt=0)
+    pong_timeout_s: float = Field(10.0, gt=0)
+    #: no frame at all for this long -> reconnect
+    silence_s: float = Field(30.0, gt=0)
+    subscribe_timeout_s: float = Field(10.0, gt=0)
+    reconnect_base_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    args_per_request: int = Field(10, ge=1, le=10)
+    #: a LIVE book with no update (exchange time) for this long is invalidated (ms)
+    book_stale_ms: int = Field(30_000, ge=100)
+
+
+class QuoterConfig(_Section):
+    """The quoting policy. gamma: risk aversion (1/(price*order-size units)); horizon in seconds."""
+
+    kind: Literal["avellaneda", "glft", "rl"] = "avellaneda"
+    gamma: float = Field(0.1, gt=0)
+    horizon_s: float = Field(300.0, gt=0)
+    horizon_mode: Literal["rolling", "session"] = "rolling"
+    #: order size in base units (BTC); q fed to the quoter is position / order_size
+    order_size: float = Field(0.001, gt=0)
+    min_spread_ticks: int = Field(1, ge=1)
+    #: minimum milliseconds between requotes of an unchanged decision (0 = every tick)
+    min_requote_ms: int = Field(0, ge=0)
+    rl_policy: str | None = None
+    spread_model: Literal["formula", "nn"] = "formula"
+    spread_model_path: str | None = None
+
+
+class FeaturesConfig(_Section):
+    """Feature windows (seconds, levels, buckets)."""
+
+    top_k: int = Field(5, ge=1, le=1000)
+    ofi_window_s: float = Field(10.0, gt=0)
+    trade_window_s: float = Field(60.0, gt=0)
+    vol_sample_s: float = Field(1.0, gt=0)
+    vol_window: int = Field(300, ge=2)
+    vol_ewma_halflife_s: float = Field(60.0, gt=0)
+    vpin_bucket_volume: float = Field(5.0, ge=0, description="base units per bucket; 0 = derive")
+    vpin_buckets: int = Field(50, ge=2)
+    spread_window: int = Field(600, ge=2)
+
+
+class CalibrationConfig(_Section):
+    """Online sigma / A / kappa calibration and the fallbacks used while data is thin."""
+
+    window_s: float = Field(300.0, gt=0)
+    min_trades: int = Field(50, ge=1)
+    sigma_fallback: float = Field(5.0, gt=0, description="price/sqrt(s)")
+    A_fallback: float = Field(1.0, gt=0, description="per second")
+    kappa_fallback: float = Field(0.5, gt=0, description="per price unit")
+    A_bounds: tuple[float, float] = (1e-4, 1e4)
+    kappa_bounds: tuple[float, float] = (1e-4, 1e3)
+    sigma_bounds: tuple[float, float] = (1e-6, 1e6)
+
+
+class InventoryConfig(_Section):
+    """Position limits (base units and quote notional)."""
+
+    max_position: float = Field(0.05, gt=0)
+    max_notional: float = Field(5000.0, gt=0)
+    penalty: Literal["symmetric", "asymmetric"] = "symmetric"
+    vol_scaling: float = Field(0.0, ge=0)
+    hedge_symbols: list[str] = Field(default_factory=list)
+
+
+class AdverseConfig(_Section):
+    """Adverse-selection gate: model file, threshold, what to do above it."""
+
+    model_path: str | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    action: Literal["widen", "pull"] = "widen"
+    widen_factor: float = Field(2.0, ge=1)
+    label_ticks: int = Field(2, ge=1)
+    label_horizon_s: float = Field(5.0, gt=0)
+
+
+class VenueConfig(_Section):
+    """Paper venue: latencies in ms, fee rates as fractions (0.0002 = 2 bp)."""
+
+    entry_latency_ms: int = Field(20, ge=0)
+    cancel_latency_ms: int = Field(20, ge=0)
+    maker_fee: float = Field(0.0002, ge=-0.01, le=0.01)
+    queue_model: Literal["conservative", "prob_linear", "prob_power"] = "prob_power"
+    queue_power: float = Field(2.0, gt=0)
+
+
+class LedgerConfig(_Section):
+    """Durable journal: SQLite path, batching."""
+
+    path: str = "mmd-ledger.sqlite"
+    batch_max: int = Field(512, ge=1)
+    flush_interval_ms: int = Field(50, ge=1)
+    mark_interval_ms: int = Field(1000, ge=1)
+
+
+class RiskConfig(_Section):
+    """Risk gate limits (base units, quote currency, ms)."""
+
+    max_position: float = Field(0.1, gt=0)
+    max_notional: float = Field(10_000.0, gt=0)
+    max_total_notional: float = Field(20_000.0, gt=0)
+    max_drawdown: float = Field(500.0, gt=0)
+    max_daily_loss: float = Field(300.0, gt=0)
+    max_error_rate: float = Field(5.0, gt=0, description="parse errors per second")
+    stale_ms: int = Field(5000, ge=1)
+    cooldown_s: float | None = Field(None, ge=0, description="None = manual resume only")
+
+
+class OpsConfig(_Section):
+    """Logs, metrics, health."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    audit_every_n: int = Field(0, ge=0, description="log one quote audit record every N decisions (0 = off)")
+    status_interval_s: float = Field(10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. ``mode`` is ``paper`` only: mmd never sends real orders."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MMD_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    mode: Literal["paper"] = "paper"
+    market: MarketConfig = Field(default_factory=MarketConfig)
+    rest: RestConfig = Field(default_factory=RestConfig)
+    ws: WsConfig = Field(default_factory=WsConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    quoter: QuoterConfig = Field(default_factory=QuoterConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    inventory: InventoryConfig = Field(default_factory=InventoryConfig)
+    adverse: AdverseConfig = Field(default_factory=AdverseConfig)
+    venue: VenueConfig = Field(default_factory=VenueConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.quoter.kind == "rl" and not self.quoter.rl_policy:
+            raise ValueError("quoter.kind = 'rl' needs quoter.rl_policy (a policy file from mmd train-rl)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env beats the file (passed as init kwargs); no dotenv / secrets dirs.
+        return (env_settings, init_settings)
+
+    def config_hash(self) -> str:
+        """Short stable hash of the effective config (logged on every line as ``config_hash``)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load the TOML file at ``path`` (optional), apply ``MMD_*`` env vars and ``overrides``
+    (a nested dict, highest precedence after env), validate. Raises :class:`ConfigError`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r}: not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r}: invalid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"config file {str(p)!r}: {e.strerror}") from None
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e)) from None
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _one_line(e: ValidationError) -> str:
+    errs = e.errors()
+    first = errs[0]
+    key = ".".join(str(x) for x in first.get("loc", ())) or "<root>"
+    value = first.get("input")
+    msg = first.get("msg", "invalid")
+    ctx = first.get("ctx") or {}
+    if first.get("type") == "literal_error" and "expected" in ctx:
+        msg = f"allowed: {ctx['expected']}"
+    elif first.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"config key {key} = {shown}: {msg}{more}"
