@@ -37,7 +37,7 @@ class Grid:
     ``to_int("61800.20")`` with step ``"0.1"`` is ``618002``. ``to_float(618002)`` is ``61800.2``.
     """
 
-    __slots__ = ("step", "decimals", "units", "_cache", "step_float")
+    __slots__ = ("step", "decimals", "units", "_cache", "step_float", "display_decimals")
 
     def __init__(self, step: str) -> None:
         try:
@@ -50,6 +50,8 @@ class Grid:
         self.decimals = decimals_of(step)
         self.units = int(d.scaleb(self.decimals))  # step in units of 10**-decimals
         self.step_float = float(d)
+        # Bybit writes values with the step's own trailing zeros (tick "0.10" -> "61800.20").
+        self.display_decimals = max(self.decimals, len(step.partition(".")[2]))
         self._cache: dict[str, int] = {}
 
     def to_int(self, s: str) -> int:
@@ -99,14 +101,15 @@ class Grid:
         return q
 
     def to_str(self, n: int) -> str:
-        """Decimal string of ``n`` grid steps, with the step's number of decimals."""
-        scaled = n * self.units
-        if self.decimals == 0:
+        """Decimal string of ``n`` grid steps, written with the step string's decimals
+        (``"0.10"`` -> two decimals, as Bybit writes prices)."""
+        dd = self.display_decimals
+        scaled = n * self.units * _POW10[dd - self.decimals]
+        if dd == 0:
             return str(scaled)
         sign = "-" if scaled < 0 else ""
-        a = abs(scaled)
-        ip, fp = divmod(a, _POW10[self.decimals])
-        return f"{sign}{ip}.{fp:0{self.decimals}d}"
+        ip, fp = divmod(abs(scaled), _POW10[dd])
+        return f"{sign}{ip}.{fp:0{dd}d}"
 
     def to_float(self, n: int) -> float:
         """Grid count -> float value (for features and models only, never for keys)."""
