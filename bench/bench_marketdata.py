@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Market-data plane bench: frames/s and per-frame latency of parse + book, in one run, next to
+
+* the floor: ``orjson.loads`` alone on the same frames;
+* pybit's Bybit book handling (its own code path: ``_V5WebSocketManager._on_message`` -> json.loads
+  -> ``_process_delta_orderbook`` -> deepcopy for the callback; and, separately, the book step alone);
+* cryptofeed's Bybit handler (``Bybit.message_handler``: json.loads(parse_float=Decimal) -> ``_book``
+  into its C ``order_book``; instance built without network, symbol lookup bound to the one symbol).
+
+Streams: the bundled real BTCUSDT recording (39,470 frames) and a larger generated stream (a
+deterministic random-walk 50-level book with trades, u+1, never crossed).
+
+Optional stages (``--full``): features + classifier + quoter per tick (the whole tick), when the
+strategy runtime is available.
+
+Usage: ``python bench/bench_marketdata.py [--synthetic-frames N] [--repeat R]``. Peers come from the
+``bench`` extra (``pip install -e .[bench]``); a missing peer is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import gzip
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from daemon.bybit.messages import FrameParser  # noqa: E402
+from daemon.core.book import OrderBook  # noqa: E402
+from daemon.core.events import BookUpdate  # noqa: E402
+from daemon.core.instrument import btcusdt_linear  # noqa: E402
+from daemon.recording import bundled_recording  # noqa: E402
+
+ns = time.perf_counter_ns
+
+
+def load_recording() -> list[bytes]:
+    return [line.split(b" ", 1)[1] for line in gzip.open(bundled_recording(), "rb").read().splitlines() if line]
+
+
+def synthetic(n: int, seed: int = 7, depth: int = 50) -> list[bytes]:
+    """A valid orderbook.50 + publicTrade stream: u+1, exactly ``depth`` levels a side, never
+    crossed, ~15 changed levels per delta, trades at the touch. Prices tick 0.1, sizes lot 0.001."""
+    rng = random.Random(seed)
+    mid = 600000  # ticks (60000.0)
+    bids = {mid - i: rng.randint(1, 5000) for i in range(1, depth + 1)}
+    asks = {mid + i: rng.randint(1, 5000) for i in range(0, depth)}
+    u, seq, ts = 1, 10**10, 1_700_000_000_000
+    out: list[bytes] = []
+
+    def px(t: int) -> str:
+        return f"{t // 10}.{t % 10}0"
+
+    def sz(s: int) -> str:
+        return f"{s // 1000}.{s % 1000:03d}"
+
+    def book_frame(typ: str, b: list, a: list) -> bytes:
+        return orjson.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": ts,
+                             "data": {"s": "BTCUSDT", "b": b, "a": a, "u": u, "seq": seq}, "cts": ts - 1})
+
+    out.append(book_frame("snapshot", [[px(p), sz(s)] for p, s in sorted(bids.items(), reverse=True)],
+                          [[px(p), sz(s)] for p, s in sorted(asks.items())]))
+    while len(out) < n:
+        u += 1
+        seq += rng.randint(1, 20)
+        ts += rng.randint(1, 40)
+        step = rng.choice((-1, 0, 0, 0, 1))
+        db, da = [], []
+        if step:
+            mid += step
+            for p in [p for p in bids if p >= mid]:
+                del bids[p]
+                db.append([px(p), "0"])
+            for p in [p for p in asks if p < mid]:
+                del asks[p]
+                da.append([px(p), "0"])
+        for _ in range(rng.randint(8, 20)):
+            side = bids if rng.random() < 0.5 else asks
+            off = rng.randint(1, depth) if side is bids else rng.randint(0, depth - 1)
+            p = mid - off if side is bids else mid + off
+            s = rng.randint(0, 5000) if rng.random() < 0.9 else 0
+            if s:
+                side[p] = s
+            elif p in side:
+                del side[p]
+            else:
+                continue
+            (db if side is bids else da).append([px(p), sz(s)])
+        # refill / trim the window to exactly `depth`
+        for side, lst, sign in ((bids, db, -1), (asks, da, 1)):
+            keys = sorted(side, key=lambda k: k * sign)
+            for p in keys[depth:]:
+                del side[p]
+                lst.append([px(p), "0"])
+            edge = keys[min(len(keys), depth) - 1] if keys else mid
+            while len(side) < depth:
+                edge += sign
+                if edge not in side:
+                    side[edge] = rng.randint(1, 5000)
+                    lst.append([px(edge), sz(side[edge])])
+        out.append(book_frame("delta", db, da))
+        if rng.random() < 0.6:
+            buy = rng.random() < 0.5
+            p = min(asks) if buy else max(bids)
+            out.append(orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": ts, "data": [
+                {"T": ts, "s": "BTCUSDT", "S": "Buy" if buy else "Sell", "v": sz(rng.randint(1, 300)), "p": px(p),
+                 "L": "PlusTick", "i": f"t{len(out)}", "BT": False, "RPI": False, "seq": seq}]}))
+    return out
+
+
+def measure(name: str, fn, frames: list[bytes], repeat: int) -> dict:
+    """Run ``fn(frame)`` over all frames ``repeat`` times; per-frame latencies from the last pass,
+    throughput from the best pass."""
+    best = float("inf")
+    lat: list[int] = []
+    for r in range(repeat):
+        state = fn("reset")
+        gc.collect()
+        gc.disable()
+        t0 = ns()
+        if r == repeat - 1:
+            lat = [0] * len(frames)
+            i = 0
+            for f in frames:
+                a = ns()
+                state(f)
+                lat[i] = ns() - a
+                i += 1
+        else:
+            for f in frames:
+                state(f)
+        el = ns() - t0
+        gc.enable()
+        best = min(best, el)
+    lat.sort()
+    n = len(lat)
+
+    def pct(q: float) -> float:
+        return lat[min(n - 1, int(q * n))] / 1000.0
+
+    return {"name": name, "fps": len(frames) / (best / 1e9), "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
+
+
+# -- subjects ----------------------------------------------------------------------------------
+
+
+def s_orjson(_):
+    return orjson.loads
+
+
+def s_mmd(_):
+    inst = btcusdt_linear()
+    parser = FrameParser({"BTCUSDT": inst})
+    books: dict[int, OrderBook] = {1: OrderBook("BTCUSDT", 1), 50: OrderBook("BTCUSDT", 50)}
+    parse = parser.parse
+
+    def step(f: bytes) -> None:
+        for ev in parse(f, 0):
+            if type(ev) is BookUpdate:
+                books[ev.depth].apply(ev)
+
+    return step
+
+
+def s_pybit_full(_):
+    try:
+        from pybit._websocket_stream import _V5WebSocketManager
+    except ImportError:
+        return None
+    m = object.__new__(_V5WebSocketManager)
+    m.data = {}
+    m.callback_directory = {}
+    m.callback = m._handle_incoming_message
+    m.subscriptions = {}
+    noop = lambda msg: None  # noqa: E731
+    for t in ("orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT", "publicTrade.BTCUSDT"):
+        m.callback_directory[t] = noop
+    return m._on_message
+
+
+def s_pybit_book(_):
+    try:
+        from pybit._websocket_stream import _V5WebSocketManager
+    except ImportError:
+        return None
+    m = object.__new__(_V5WebSocketManager)
+    m.data = {}
+    loads = json.loads
+
+    def step(f: bytes) -> None:
+        msg = loads(f)
+        topic = msg.get("topic", "")
+        if "orderbook" in topic:
+            m._process_delta_orderbook(msg, topic)
+
+    return step
+
+
+def s_cryptofeed(_):
+    try:
+        from cryptofeed.defines import L2_BOOK, TRADES
+        from cryptofeed.exchanges.bybit import Bybit
+    except ImportError:
+        return None
+    feed = object.__new__(Bybit)
+    feed._l2_book = {}
+    feed.max_depth = 0
+    feed.cross_check = False
+    feed.callbacks = {L2_BOOK: [], TRADES: []}
+    feed.id = "BYBIT"
+    feed.exchange_symbol_to_std_symbol = lambda s: "BTC-USDT-PERP"  # no network symbol map
+
+    class Conn:
+        address = "wss://stream.bybit.com/v5/public/linear"
+        uuid = "bench"
+
+    conn = Conn()
+    loop = asyncio.new_event_loop()
+    handler = feed.message_handler
+
+    def step(f: bytes) -> None:
+        coro = handler(f.decode(), conn, 0.0)
+        try:
+            coro.send(None)  # no real awaits inside: runs to completion synchronously
+        except StopIteration:
+            pass
+
+    step._loop = loop  # type: ignore[attr-defined]
+    return step
+
+
+def s_full_tick(_):
+    """parse + book + features + classifier + quoter + risk + paper venue (no ledger I/O)."""
+    try:
+        from daemon.core.strategy import bench_pipeline
+    except ImportError:
+        return None
+    return bench_pipeline()
+
+
+SUBJECTS = [
+    ("orjson.loads (floor)", s_orjson),
+    ("mmd parse+book", s_mmd),
+    ("pybit (full _on_message)", s_pybit_full),
+    ("pybit (json+book only)", s_pybit_book),
+    ("cryptofeed (message_handler)", s_cryptofeed),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--synthetic-frames", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--full", action="store_true", help="also the whole tick (features, classifier, quoter, venue)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    streams = [("BTCUSDT recording (real)", load_recording()), (f"generated ({args.synthetic_frames:,} frames)", synthetic(args.synthetic_frames))]
+    subjects = list(SUBJECTS)
+    if args.full:
+        subjects.append(("mmd whole tick", s_full_tick))
+    results = []
+    for sname, frames in streams:
+        rows = []
+        for name, factory in subjects:
+            if factory(None) is None:
+                rows.append({"name": name, "missing": True})
+                continue
+            try:
+                rows.append(measure(name, factory, frames, args.repeat))
+            except Exception as e:  # a peer that cannot digest a frame is reported, not hidden
+                rows.append({"name": name, "error": f"{type(e).__name__}: {e}"[:80]})
+        results.append((sname, len(frames), rows))
+    if args.json:
+        print(json.dumps([{"stream": s, "frames": n, "rows": r} for s, n, r in results]))
+        return 0
+    for sname, n, rows in results:
+        floor = next(r for r in rows if r["name"].startswith("orjson"))
+        peers = [r for r in rows if r.get("fps") and (r["name"].startswith("pybit") or r["name"].startswith("cryptofeed"))]
+        best_peer = max((r["fps"] for r in peers), default=None)
+        print(f"\n{sname}: {n:,} frames")
+        print(f"{'subject':32} {'frames/s':>12} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'time/floor':>11} {'x best peer':>12}")
+        for r in rows:
+            if r.get("missing"):
+                print(f"{r['name']:32} {'(not installed: pip install -e .[bench])':>60}")
+                continue
+            if r.get("error"):
+                print(f"{r['name']:32} failed: {r['error']}")
+                continue
+            ratio = floor["fps"] / r["fps"]
+            vs = f"{r['fps'] / best_peer:.1f}x" if best_peer else "-"
+            print(f"{r['name']:32} {r['fps']:12,.0f} {r['p50']:9.2f} {r['p99']:9.2f} {r['p999']:9.2f} {ratio:10.2f}x {vs:>12}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
