@@ -62,6 +62,7 @@ class App:
         self._resubscribing: set[str] = set()
         self.ready = False
         self.exit_code = 0
+        self.metrics_port = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -105,6 +106,7 @@ class App:
         s = self.s
         m = s.market
         t0 = time.monotonic()
+        await self._start_ops()
         async with BybitRest(m.rest_url, s.rest) as rest:
             try:
                 all_inst = await rest.instruments(m.category) if len(m.symbols) > 1 else await rest.instruments(m.category, m.symbols[0])
@@ -139,7 +141,6 @@ class App:
             m.ws_url, topics, self.parser, self._on_events, self._on_state, s.ws,
             on_raw=self.recorder.write if self.recorder else None,
         )
-        await self._start_ops()
         log.info("started", symbols=m.symbols, depth=m.depth, topics=len(topics), rest_url=m.rest_url, ws_url=m.ws_url,
                  bootstrap_s=round(time.monotonic() - t0, 3))
 
@@ -174,12 +175,15 @@ class App:
         self.runtime = Runtime.live(self.s, self.engine, ledger_path=self.ledger_path, resume=self.resume)
 
     async def _start_ops(self) -> None:
+        from daemon.shell_ops import AppOps
+
+        self.ops = AppOps(self.s, self)
         try:
-            from daemon.ops.runtime import OpsRuntime
-        except ImportError:
-            return
-        self.ops = OpsRuntime(self.s, self)
-        await self.ops.start()
+            port = await self.ops.start()
+        except OSError as e:
+            self.ops = None
+            raise StartupError(f"cannot serve metrics on {self.s.ops.metrics_host}:{self.s.ops.metrics_port}: {e.strerror}") from None
+        self.metrics_port = port
 
     async def _shutdown(self) -> None:
         # 1. stop quoting and cancel paper orders, 2. flush the ledger, 3. close sockets.

@@ -113,7 +113,22 @@ class FeaturesConfig(_Section):
     vol_ewma_halflife_s: float = Field(60.0, gt=0)
     vpin_bucket_volume: float = Field(5.0, ge=0, description="base units per bucket; 0 = derive")
     vpin_buckets: int = Field(50, ge=2)
+    #: VPIN time-bar length (s) for bulk volume classification (ELO use 60 s; 1 s suits minutes of data)
+    vpin_bar_s: float = Field(1.0, gt=0)
+    #: number of recent bar price changes in the BVC sigma_dP estimate
+    vpin_sigma_bars: int = Field(300, ge=2)
+    #: with vpin_bucket_volume = 0: seconds of volume used to derive the bucket (volume / vpin_buckets)
+    vpin_derive_s: float = Field(60.0, gt=0)
     spread_window: int = Field(600, ge=2)
+    #: closed candles averaged by the Garman-Klass estimator
+    gk_window: int = Field(30, ge=1)
+
+    @field_validator("ofi_window_s", "trade_window_s", "vol_sample_s", "vpin_bar_s", "vpin_derive_s")
+    @classmethod
+    def _whole_ms(cls, v: float) -> float:
+        if abs(v * 1000 - round(v * 1000)) > 1e-6:
+            raise ValueError(f"{v} s is not a whole number of milliseconds")
+        return v
 
 
 class CalibrationConfig(_Section):
@@ -127,6 +142,23 @@ class CalibrationConfig(_Section):
     A_bounds: tuple[float, float] = (1e-4, 1e4)
     kappa_bounds: tuple[float, float] = (1e-4, 1e3)
     sigma_bounds: tuple[float, float] = (1e-6, 1e6)
+    #: depth grid of the arrival-rate fit: bucket width in ticks and the deepest threshold (ticks)
+    bucket_ticks: int = Field(1, ge=1)
+    max_depth_ticks: int = Field(200, ge=2, le=100_000)
+    #: a depth threshold enters the fit only if at least this many window trades reached it
+    min_bucket_trades: int = Field(5, ge=1)
+    min_points: int = Field(3, ge=2)
+    min_r2: float = Field(0.5, ge=0, le=1)
+    #: memory cap on the trade window (oldest dropped first; the rate span shrinks accordingly)
+    max_trades: int = Field(200_000, ge=10)
+    #: refit A/kappa at most this often (seconds of event time) from on_timer
+    refit_interval_s: float = Field(1.0, ge=0)
+    #: "counts": weight each depth's log-rate by its trade count (var ln N ~ 1/N); "none": plain OLS
+    #: exactly as the hftbacktest tutorial (the noisy deep depths then dominate)
+    fit_weighting: Literal["counts", "none"] = "counts"
+    #: fold consecutive prints with the same timestamp and taker side (one order sweeping the book)
+    #: into one arrival at the deepest depth reached
+    merge_sweeps: bool = True
 
 
 class InventoryConfig(_Section):
@@ -136,7 +168,13 @@ class InventoryConfig(_Section):
     max_notional: float = Field(5000.0, gt=0)
     penalty: Literal["symmetric", "asymmetric"] = "symmetric"
     vol_scaling: float = Field(0.0, ge=0)
+    #: reference sigma (price/sqrt(s)) for vol_scaling; None = the caller passes one (or no scaling)
+    vol_ref: float | None = Field(None, gt=0)
     hedge_symbols: list[str] = Field(default_factory=list)
+    #: symbol whose returns the hedge betas regress on; None = first of hedge_symbols
+    hedge_reference: str | None = None
+    #: rolling OLS window (number of synchronous mid samples)
+    hedge_window: int = Field(300, ge=3)
 
 
 class AdverseConfig(_Section):
@@ -180,6 +218,7 @@ class RiskConfig(_Section):
     max_error_rate: float = Field(5.0, gt=0, description="parse errors per second")
     stale_ms: int = Field(5000, ge=1)
     cooldown_s: float | None = Field(None, ge=0, description="None = manual resume only")
+    error_window_s: float = Field(10.0, gt=0, description="window of the parse-error rate (s)")
 
 
 class OpsConfig(_Section):
@@ -191,6 +230,10 @@ class OpsConfig(_Section):
     metrics_port: int = Field(9464, ge=0, le=65535)
     audit_every_n: int = Field(0, ge=0, description="log one quote audit record every N decisions (0 = off)")
     status_interval_s: float = Field(10.0, gt=0)
+    #: event-loop lag sampling period (seconds) of the monitor shared by /healthz and the watchdog
+    loop_lag_interval_s: float = Field(0.25, gt=0, le=60)
+    #: /healthz answers 503 when the measured event-loop lag exceeds this (seconds)
+    max_loop_lag_s: float = Field(5.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -165,7 +165,7 @@ class PublicStream:
                 self._pending.clear()
                 self._ws = None
             # the reader returned: the connection closed
-            raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+            raise ConnectionResetError(self._close_reason or "connection closed")
 
     async def _subscribe(self, ws: ClientConnection, topics: list[str]) -> None:
         n = self.cfg.args_per_request

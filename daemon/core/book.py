@@ -104,11 +104,12 @@ class OrderBook:
             self.state = BookState.RESYNCING
         self.reason = reason
 
-    def check_stale(self, now_ms: int, max_age_ms: int) -> bool:
-        """Invalidate a LIVE book whose last update (exchange time) is older than ``max_age_ms``.
-        Returns True when it did."""
-        if self.state == BookState.LIVE and now_ms - self.ts_ms > max_age_ms:
-            self.invalidate(f"stale: no update for {now_ms - self.ts_ms} ms")
+    def check_stale(self, now_ns: int, max_age_ms: int) -> bool:
+        """Invalidate a LIVE book whose last update was *received* more than ``max_age_ms`` ago.
+        ``now_ns`` is the shell's receive clock (the same clock as ``BookUpdate.recv_ns``), so a
+        recording's old exchange timestamps never look stale. Returns True when it invalidated."""
+        if self.state == BookState.LIVE and now_ns - self.recv_ns > max_age_ms * 1_000_000:
+            self.invalidate(f"stale: no update for {(now_ns - self.recv_ns) // 1_000_000} ms")
             return True
         return False
 

@@ -166,7 +166,7 @@ class Engine:
             self.now_ms = ev.ts_ms
         for sc in self.symbols.values():
             before = sc.book.state
-            if sc.book.check_stale(ev.ts_ms, self.book_stale_ms):
+            if sc.book.check_stale(ev.recv_ns, self.book_stale_ms):
                 self.counts["resync"] += 1
                 self.out.append(Resubscribe([sc.topic], sc.book.reason))
                 self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, sc.book.reason, ev.ts_ms))
