@@ -20,6 +20,8 @@ do not depend on a horizon.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from daemon.models.base import MarketState, RawQuote
@@ -58,9 +60,28 @@ class GLFT:
         self.gamma = gamma
         self.xi = xi
         self.delta = order_size_units
+        self._key: tuple[float, float] | None = None
+        self._c = (0.0, 0.0)
+
+    def _coeffs(self, kappa: float, A: float) -> tuple[float, float]:
+        """``(c1, c2)`` with plain floats (the per-tick path; no numpy scalars), cached for the
+        last ``(kappa, A)`` since calibration changes them only on a refit."""
+        key = (kappa, A)
+        if self._key == key:
+            return self._c
+        g = self.gamma
+        xd = (g if self.xi is None else self.xi) * self.delta
+        c1 = math.log1p(xd / kappa) / xd
+        c2 = math.sqrt(g / (2.0 * A * self.delta * kappa) * (1.0 + xd / kappa) ** (kappa / xd + 1.0))
+        self._key = key
+        self._c = (c1, c2)
+        return self._c
 
     def quote(self, state: MarketState) -> RawQuote:
-        db, da = deltas(state.q, self.gamma, state.sigma, state.kappa, state.A, self.xi, self.delta)
-        db, da = float(db), float(da)
+        c1, c2 = self._coeffs(state.kappa, state.A)
+        skew = state.sigma * c2
+        half = c1 + 0.5 * self.delta * skew
+        db = half + skew * state.q
+        da = half - skew * state.q
         s = state.mid
         return RawQuote(s - db, s + da, s - 0.5 * (db - da), db, da)
