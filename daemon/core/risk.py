@@ -1,0 +1,298 @@
+"""Risk gate between the quoter and the paper venue (pure: no clock, no I/O).
+
+The engine calls :meth:`RiskGate.check` on every decision with the exchange time and what it knows
+(book state/age per symbol, positions and notionals, the inventory's PnL path, the cumulative
+parse-error count), then passes each quote through :meth:`RiskGate.filter_quote`.
+
+Gates (units: positions in base units, notionals and PnL in quote currency, times in ms):
+
+* **soft, per symbol, clears by itself**: the book is not LIVE, or its last update is older than
+  ``stale_ms``; the parse-error rate over ``error_window_s`` exceeds ``max_error_rate`` per second
+  (a garbage storm is not a loss: it pauses every symbol and resumes when the rate falls); the
+  ledger writer is in an error state (disk full, I/O error: fills could not be journalled durably,
+  so every symbol pauses until the writer recovers).
+  While paused a symbol gets no quotes and its orders are cancelled.
+* **hard, global**: ``|position| > max_position`` or ``notional > max_notional`` for a symbol, total
+  notional ``> max_total_notional``, drawdown from the equity peak ``> max_drawdown``, or today's
+  (UTC) loss ``> max_daily_loss``. A hard trip cancels all paper orders and stops quoting until
+  :meth:`RiskGate.resume` (manual: ``mmd resume LEDGER`` writes a resume record the engine honours;
+  or a restart flag) or, when ``cooldown_s`` is set, automatically after the cool-down.
+
+After a resume the loss references are re-based (the operator accepted the loss so far: drawdown and
+daily loss are measured from the equity at resume) and a position/notional limit that is still
+breached does not trip again until it has been back within the limit (edge-triggered re-arm);
+meanwhile :meth:`filter_quote` keeps refusing the side that would grow the position (pre-trade check:
+a side whose fill of the quoted size would exceed ``max_position`` is not quoted).
+
+Every transition returns a :class:`RiskEvent` (for the ledger and the logs) with a deterministic id;
+:attr:`RiskGate.tripped`, :attr:`RiskGate.reason`, :attr:`RiskGate.since_ms` feed the metrics.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+
+from daemon.core.events import Quote
+
+
+class RiskEvent(msgspec.Struct, gc=False):
+    """A risk-gate transition. ``kind``: ``trip`` (hard), ``resume``, ``pause`` / ``unpause``
+    (soft, per symbol; ``symbol == "*"`` = all). ``check`` names the rule (``max_position``,
+    ``max_notional``, ``max_total_notional``, ``max_drawdown``, ``max_daily_loss``, ``book_not_live``,
+    ``book_stale``, ``error_rate``, ``manual``, ``cooldown``, ``restart``); ``value``/``limit`` the
+    numbers compared."""
+
+    risk_id: str
+    kind: str
+    check: str
+    symbol: str
+    ts_ms: int
+    value: float = 0.0
+    limit: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class SymbolRisk:
+    """What the engine knows about one symbol at a decision. ``book_age_ms`` = decision time minus
+    the book's last update time (exchange ms). ``position`` base units (signed), ``notional`` quote."""
+
+    symbol: str
+    book_live: bool
+    book_age_ms: int
+    position: float
+    notional: float
+
+
+@dataclass
+class RiskDecision:
+    """The gate's answer. ``halted``: hard trip active (quote nothing). ``paused``: symbols with a
+    soft gate. ``cancel``: symbols whose paper orders must be cancelled now (newly halted/paused).
+    ``events``: transitions to journal and log."""
+
+    halted: bool
+    paused: frozenset
+    cancel: frozenset
+    events: list = field(default_factory=list)
+
+    def allows(self, symbol: str) -> bool:
+        return not self.halted and symbol not in self.paused
+
+
+class RiskGate:
+    """Stateful, pure risk gate. Limits as in :class:`daemon.config.RiskConfig` (see module doc)."""
+
+    HARD = ("max_position", "max_notional", "max_total_notional", "max_drawdown", "max_daily_loss")
+
+    def __init__(
+        self,
+        *,
+        max_position: float,
+        max_notional: float,
+        max_total_notional: float,
+        max_drawdown: float,
+        max_daily_loss: float,
+        max_error_rate: float,
+        stale_ms: int,
+        cooldown_s: float | None = None,
+        error_window_s: float = 10.0,
+        id_prefix: str = "",
+    ) -> None:
+        self.max_position = max_position
+        self.max_notional = max_notional
+        self.max_total_notional = max_total_notional
+        self.max_drawdown = max_drawdown
+        self.max_daily_loss = max_daily_loss
+        self.max_error_rate = max_error_rate
+        self.stale_ms = stale_ms
+        self.cooldown_s = cooldown_s
+        self.error_window_ms = int(error_window_s * 1000)
+        self.id_prefix = id_prefix
+        self.tripped = False
+        self.reason = ""
+        self.since_ms = 0
+        self.paused: dict[str, str] = {}  # symbol -> soft reason
+        self._errors: deque[tuple[int, int]] = deque()
+        self._n = 0
+        self._equity_base: float | None = None  # equity at the last resume (re-based loss refs)
+        self._peak_since_resume = float("-inf")
+        self._disarmed: set[tuple[str, str]] = set()  # (check, symbol) breached at resume time
+        self.trips = 0
+
+    @classmethod
+    def from_config(cls, cfg, id_prefix: str = "") -> "RiskGate":
+        """Build from a :class:`daemon.config.RiskConfig`."""
+        return cls(
+            max_position=cfg.max_position,
+            max_notional=cfg.max_notional,
+            max_total_notional=cfg.max_total_notional,
+            max_drawdown=cfg.max_drawdown,
+            max_daily_loss=cfg.max_daily_loss,
+            max_error_rate=cfg.max_error_rate,
+            stale_ms=cfg.stale_ms,
+            cooldown_s=cfg.cooldown_s,
+            error_window_s=getattr(cfg, "error_window_s", 10.0),
+            id_prefix=id_prefix,
+        )
+
+    def _event(self, kind: str, check: str, symbol: str, ts: int, value: float = 0.0, limit: float = 0.0, detail: str = "") -> RiskEvent:
+        self._n += 1
+        return RiskEvent(f"{self.id_prefix}risk:{ts}:{self._n}", kind, check, symbol, ts, value, limit, detail)
+
+    # ------------------------------------------------------------------------------------------
+
+    def check(
+        self,
+        ts_ms: int,
+        symbols: list[SymbolRisk],
+        *,
+        total_pnl: float,
+        drawdown: float,
+        daily_pnl: float,
+        errors_total: int = 0,
+        ledger_error: str | None = None,
+    ) -> RiskDecision:
+        """Evaluate every rule at ``ts_ms``. ``drawdown`` (>= 0) and ``daily_pnl`` come from the
+        inventory (quote currency); ``errors_total`` is the cumulative parse-error count;
+        ``ledger_error`` is :attr:`daemon.paper.ledger.Ledger.error` (``None`` = healthy)."""
+        events: list[RiskEvent] = []
+        cancel: set[str] = set()
+        was_halted = self.tripped
+
+        # cool-down auto resume
+        if self.tripped and self.cooldown_s is not None and ts_ms - self.since_ms >= self.cooldown_s * 1000:
+            events.append(self._resume(ts_ms, "cooldown", total_pnl, symbols))
+
+        # ---- soft gates ----
+        rate = self._error_rate(ts_ms, errors_total)
+        storm = rate > self.max_error_rate
+        for s in symbols:
+            why = ""
+            if not s.book_live:
+                why = "book_not_live"
+            elif s.book_age_ms > self.stale_ms:
+                why = "book_stale"
+            elif storm:
+                why = "error_rate"
+            elif ledger_error is not None:
+                why = "ledger_error"
+            old = self.paused.get(s.symbol)
+            if why and old != why:
+                if old is None:
+                    cancel.add(s.symbol)
+                self.paused[s.symbol] = why
+                val, lim = (rate, self.max_error_rate) if why == "error_rate" else (float(s.book_age_ms), float(self.stale_ms))
+                detail = ledger_error[:200] if why == "ledger_error" and ledger_error else ""
+                events.append(self._event("pause", why, s.symbol, ts_ms, val, lim, detail))
+            elif not why and old is not None:
+                del self.paused[s.symbol]
+                events.append(self._event("unpause", old, s.symbol, ts_ms))
+
+        # ---- hard limits ----
+        if not self.tripped:
+            trip = self._hard(symbols, total_pnl, drawdown, daily_pnl)
+            if trip is not None:
+                check, sym, val, lim = trip
+                self.tripped = True
+                self.reason = f"{check} {sym}: {val:.6g} > {lim:.6g}"
+                self.since_ms = ts_ms
+                self.trips += 1
+                events.append(self._event("trip", check, sym, ts_ms, val, lim, self.reason))
+        if self.tripped and not was_halted:
+            cancel.update(s.symbol for s in symbols)
+        return RiskDecision(self.tripped, frozenset(self.paused), frozenset(cancel), events)
+
+    def _hard(self, symbols: list[SymbolRisk], total_pnl: float, drawdown: float, daily_pnl: float):
+        breaches = []
+        total_notional = 0.0
+        for s in symbols:
+            total_notional += s.notional
+            breaches.append(("max_position", s.symbol, abs(s.position), self.max_position))
+            breaches.append(("max_notional", s.symbol, s.notional, self.max_notional))
+        breaches.append(("max_total_notional", "*", total_notional, self.max_total_notional))
+        if self._equity_base is None:
+            dd, loss = drawdown, -daily_pnl
+        else:  # re-based at the last resume
+            self._peak_since_resume = max(self._peak_since_resume, total_pnl)
+            dd = self._peak_since_resume - total_pnl
+            loss = min(self._equity_base - total_pnl, -daily_pnl)
+        breaches.append(("max_drawdown", "*", dd, self.max_drawdown))
+        breaches.append(("max_daily_loss", "*", loss, self.max_daily_loss))
+        hit = None
+        for check, sym, val, lim in breaches:
+            key = (check, sym)
+            if val > lim:
+                if key in self._disarmed:
+                    continue
+                if hit is None:
+                    hit = (check, sym, val, lim)
+            else:
+                self._disarmed.discard(key)  # back within the limit: re-armed
+        return hit
+
+    def _error_rate(self, ts_ms: int, errors_total: int) -> float:
+        """Parse errors per second over the window, from cumulative counts sampled at decisions."""
+        dq = self._errors
+        dq.append((ts_ms, errors_total))
+        lo = ts_ms - self.error_window_ms
+        while len(dq) > 1 and dq[1][0] <= lo:
+            dq.popleft()
+        t0, c0 = dq[0]
+        span = ts_ms - max(t0, lo)  # = the window once a baseline sample is at/before its start
+        return (errors_total - c0) * 1000.0 / max(span, 1000)
+
+    # ------------------------------------------------------------------------------------------
+
+    def resume(self, ts_ms: int, source: str = "manual", total_pnl: float = 0.0, symbols: list[SymbolRisk] | None = None) -> RiskEvent | None:
+        """Clear a hard trip (``source``: ``manual`` | ``restart`` | ``cooldown``). Returns the event,
+        or ``None`` when not tripped. ``total_pnl`` re-bases the loss references; limits still
+        breached in ``symbols`` are disarmed until they recover."""
+        if not self.tripped:
+            return None
+        return self._resume(ts_ms, source, total_pnl, symbols or [])
+
+    def _resume(self, ts_ms: int, source: str, total_pnl: float, symbols: list[SymbolRisk]) -> RiskEvent:
+        ev = self._event("resume", source, "*", ts_ms, detail=f"was: {self.reason}")
+        self.tripped = False
+        self.reason = ""
+        self.since_ms = ts_ms
+        self._equity_base = total_pnl
+        self._peak_since_resume = total_pnl
+        total = 0.0
+        for s in symbols:
+            total += s.notional
+            if abs(s.position) > self.max_position:
+                self._disarmed.add(("max_position", s.symbol))
+            if s.notional > self.max_notional:
+                self._disarmed.add(("max_notional", s.symbol))
+        if total > self.max_total_notional:
+            self._disarmed.add(("max_total_notional", "*"))
+        return ev
+
+    def restore(self, tripped: bool, reason: str, since_ms: int) -> None:
+        """Re-enter a hard trip found unresolved in the ledger at start-up."""
+        self.tripped = tripped
+        self.reason = reason
+        self.since_ms = since_ms
+
+    def filter_quote(self, quote: Quote, decision: RiskDecision, position_lots: int, max_position_lots: int | None) -> Quote:
+        """Apply the decision to one quote: nothing when halted/paused; otherwise drop a side whose
+        full fill would take ``|position|`` beyond ``max_position_lots`` (lots; ``None`` = no check)."""
+        if not decision.allows(quote.symbol):
+            return Quote(quote.symbol, None, 0, None, 0, quote.ts_ms, "risk")
+        bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
+        if max_position_lots is not None:
+            if bid_px is not None and position_lots + bid_qty > max_position_lots:
+                bid_px, bid_qty = None, 0
+            if ask_px is not None and position_lots - ask_qty < -max_position_lots:
+                ask_px, ask_qty = None, 0
+        if bid_px is quote.bid_px and ask_px is quote.ask_px:
+            return quote
+        return Quote(quote.symbol, bid_px, bid_qty, ask_px, ask_qty, quote.ts_ms, quote.reason or "risk_side")
+
+    def metrics(self) -> dict:
+        """State for metrics: ``tripped`` (0/1), ``reason``, ``since_ms``, ``paused`` symbols."""
+        return {"tripped": int(self.tripped), "reason": self.reason, "since_ms": self.since_ms, "paused": dict(self.paused), "trips": self.trips}

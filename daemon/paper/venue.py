@@ -1,0 +1,595 @@
+"""Paper venue: simulated post-only limit orders filled against public trades (pure, no clock, no I/O).
+
+The engine drives one :class:`PaperVenue` per symbol with four calls, all timed by the events'
+exchange time ``ts_ms`` (milliseconds):
+
+* :meth:`PaperVenue.on_quote` -- the desired two-sided :class:`~daemon.core.events.Quote` (after the risk
+  gate); places, keeps, amends or replaces one order per side;
+* :meth:`PaperVenue.on_book` -- after the engine applied a ``BookUpdate`` to the
+  :class:`~daemon.core.book.OrderBook`; moves queue positions with size changes at our levels;
+* :meth:`PaperVenue.on_trade` -- one public :class:`~daemon.core.events.Trade`; may fill us;
+* :meth:`PaperVenue.on_ticker` -- funding rate / next funding time / mark price; settles funding.
+
+Each call returns a list of records for the ledger: :class:`OrderEvent` (order lifecycle),
+:class:`~daemon.core.events.Fill` and :class:`Funding`. The venue never reads a clock.
+
+Order life cycle and latency
+----------------------------
+A new order is *pending* until ``ts + entry_latency_ms``; the first event at or after that time makes
+it *live* (it joins the queue then). A cancel takes effect at ``ts + cancel_latency_ms``; until then
+the order keeps its queue place and **can still fill**. Requote tolerance: an unchanged price and size
+keeps the order; the same price with a *smaller* size is an in-place amend that keeps the queue place
+(as on Bybit and most venues, a size decrease keeps priority) and takes effect after
+``entry_latency_ms``; the same price with a *larger* size, or a new price, is a replace: the old order
+is cancelled (still fillable until the cancel lands) and a new order placed (queue at the back).
+
+Post-only
+---------
+When an order goes live it is rejected (``OrderEvent.kind == "rejected"``, reason ``post_only``) if it
+would cross the book at that moment: a bid ``>=`` best ask or an ask ``<=`` best bid. It never fills as a
+taker. Orders below the instrument's ``min_qty_lots`` or ``min_notional`` (quote currency), or at a
+non-positive price, are rejected at placement.
+
+Queue position (hftbacktest's queue models, nkaz001/hftbacktest ``models/queue.rs``)
+------------------------------------------------------------------------------------
+On arrival the order joins behind the visible size at its price (``queue_ahead = size_at(price)``;
+0 when it improves the best price). Our paper order is *not* in the public book, so the visible size
+at our level is exactly the volume ahead of us plus the volume that arrived behind us.
+
+* A public trade of the opposite taker side (a BUY taker can only fill our asks) at **our price**
+  first consumes the queue ahead; only the volume beyond it fills us. A trade at a price strictly
+  **better than ours** (through our price) fills us up to its full volume: the taker swept our level.
+* Size *decreases* at our level that are not explained by trades (cancels) advance us with the
+  probability model ``queue_model``:
+
+  - ``conservative``: cancels never advance us (hftbacktest ``RiskAdverseQueueModel``); only the
+    clamp ``queue_ahead <= visible size`` applies;
+  - ``prob_linear``: ``p = back / (back + front)`` (``f(x) = x``);
+  - ``prob_power``: ``p = f(back) / (f(back) + f(front))`` with ``f(x) = x ** queue_power``
+    (hftbacktest ``PowerProbQueueFunc``).
+
+  With ``chg = prev - new - traded`` (trades at the level since the last book update are subtracted to
+  avoid counting them twice), ``p`` is the probability that the decrease happened *behind* us, and
+  ``front' = min(front - (1 - p) * chg + min(back - p * chg, 0), new)`` (hftbacktest ``ProbQueueModel``).
+  A level that left the depth window (price beyond the worst visible level) keeps its estimate.
+* Fills happen only on trades (never on book moves alone): a quantity is whole lots,
+  ``floor(volume beyond the queue)``. Partial fills are normal; an order is ``filled`` when its
+  remaining size reaches 0.
+* One public trade's volume fills us at most once in total: the venue tracks the volume of each
+  trade id already given to our orders (two of our orders, e.g. an old one pending cancel and its
+  replacement, share one trade's volume; the better-priced one first). A trade id seen before is
+  ignored entirely (idempotent; counted in :attr:`PaperVenue.dup_trades`).
+
+Fees and funding
+----------------
+Maker fee in quote currency ``= price * qty * maker_fee`` (prices/sizes as floats of the instrument
+grid); a negative rate is a rebate (negative fee). Funding for perpetuals: the venue caches the
+ticker's ``fundingRate``, ``nextFundingTime`` (ms) and ``markPrice``; at the first event whose
+``ts_ms >= nextFundingTime`` it settles ``payment = position * mark * rate`` (position in base units,
+signed): longs pay when the rate is positive (``payment > 0`` = we paid). The position is the venue's
+own net fills (plus the ``position_lots`` it was restored with).
+
+Deterministic ids
+-----------------
+Order ids are ``{prefix}{symbol}-{n}`` with a per-symbol counter (restorable with ``next_order_n``);
+``fill_id = {order_id}:{trade_id}``; order-event ids ``{order_id}:{k}`` (``k`` counts that order's
+events); funding ids ``funding:{symbol}:{funding_time_ms}``. A replay of the same events gives the
+same records, so a ledger keyed on these ids is idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import msgspec
+
+from daemon.core.book import OrderBook
+from daemon.core.events import BUY, SELL, Fill, Quote, TickerUpdate, Trade
+from daemon.core.instrument import Instrument
+
+QUEUE_MODELS = ("conservative", "prob_linear", "prob_power")
+
+# order status
+PENDING = "pending"
+LIVE = "live"
+DONE = "done"
+
+
+class OrderEvent(msgspec.Struct, gc=False):
+    """One order life-cycle record for the ledger.
+
+    ``kind``: ``placed`` (sent; live after the entry latency), ``live`` (joined the queue;
+    ``queue_ahead`` in lots), ``amended`` (size decreased in place), ``cancel_requested``,
+    ``cancelled`` (cancel took effect), ``filled`` (fully filled), ``rejected`` (``reason``:
+    ``post_only``, ``min_qty``, ``min_notional``, ``bad_price``). ``replaces`` names the order a
+    ``placed`` order replaces (and ``reason == "replaced"`` on the old order's cancel).
+    ``price`` ticks, ``qty``/``filled`` lots, ``ts_ms`` exchange ms (the effective time).
+    """
+
+    event_id: str
+    symbol: str
+    order_id: str
+    kind: str
+    side: int
+    price: int
+    qty: int
+    filled: int
+    ts_ms: int
+    reason: str = ""
+    replaces: str = ""
+    queue_ahead: float = 0.0
+
+
+class Funding(msgspec.Struct, gc=False):
+    """A funding settlement. ``payment`` in quote currency, positive = we paid. ``rate`` as a
+    fraction, ``mark`` in price units (quote per base), ``position_lots`` signed lots."""
+
+    funding_id: str
+    symbol: str
+    ts_ms: int
+    rate: float
+    mark: float
+    position_lots: int
+    payment: float
+
+
+class PaperOrder:
+    """A simulated resting order (mutable, venue-internal). Sizes in lots, prices in ticks."""
+
+    __slots__ = (
+        "order_id",
+        "side",
+        "price",
+        "qty",
+        "filled",
+        "status",
+        "live_ms",
+        "cancel_ms",
+        "cancel_reason",
+        "amend_qty",
+        "amend_ms",
+        "queue_ahead",
+        "level_qty",
+        "traded_at_level",
+        "n_events",
+        "replaces",
+    )
+
+    def __init__(self, order_id: str, side: int, price: int, qty: int, live_ms: int, replaces: str) -> None:
+        self.order_id = order_id
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.filled = 0
+        self.status = PENDING
+        self.live_ms = live_ms
+        self.cancel_ms: int | None = None
+        self.cancel_reason = ""
+        self.amend_qty: int | None = None
+        self.amend_ms = 0
+        self.queue_ahead = 0.0
+        self.level_qty = 0
+        self.traded_at_level = 0.0
+        self.n_events = 0
+        self.replaces = replaces
+
+    @property
+    def remaining(self) -> int:
+        return self.qty - self.filled
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return (
+            f"PaperOrder({self.order_id} side={self.side} px={self.price} qty={self.qty} "
+            f"filled={self.filled} {self.status} q_ahead={self.queue_ahead:.2f})"
+        )
+
+
+class PaperVenue:
+    """Queue-aware paper venue for one symbol. See the module docstring for the model.
+
+    ``maker_fee`` is a fraction (0.0002 = 2 bp); latencies in ms; ``queue_power`` is the exponent
+    of ``prob_power``. ``position_lots`` / ``next_order_n`` restore state after a restart.
+    ``trade_memory`` bounds the trade ids remembered for idempotence (the most recent ones; a
+    duplicate older than that many trades would not be recognised).
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        *,
+        entry_latency_ms: int = 20,
+        cancel_latency_ms: int = 20,
+        maker_fee: float = 0.0002,
+        queue_model: str = "prob_power",
+        queue_power: float = 2.0,
+        id_prefix: str = "",
+        next_order_n: int = 1,
+        position_lots: int = 0,
+        trade_memory: int = 20_000,
+    ) -> None:
+        if queue_model not in QUEUE_MODELS:
+            raise ValueError(f"queue_model {queue_model!r}: allowed {QUEUE_MODELS}")
+        if entry_latency_ms < 0 or cancel_latency_ms < 0:
+            raise ValueError("latencies must be >= 0 ms")
+        if queue_power <= 0:
+            raise ValueError("queue_power must be > 0")
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.entry_latency_ms = entry_latency_ms
+        self.cancel_latency_ms = cancel_latency_ms
+        self.maker_fee = maker_fee
+        self.queue_model = queue_model
+        self.queue_power = 1.0 if queue_model == "prob_linear" else queue_power
+        self.id_prefix = id_prefix
+        self.next_order_n = next_order_n
+        self.position_lots = position_lots
+        self._px = instrument.price.to_float
+        self._qty = instrument.qty.to_float
+        #: working order per side (the latest one we want), BUY/SELL -> order
+        self.working: dict[int, PaperOrder | None] = {BUY: None, SELL: None}
+        #: every order not yet done (working ones and replaced ones waiting for their cancel)
+        self.orders: list[PaperOrder] = []
+        #: trade id -> lots of that trade already given to our orders (bounded LRU)
+        self._trade_used: OrderedDict[str, int] = OrderedDict()
+        self._trade_memory = trade_memory
+        self._last_reject: dict[int, tuple] = {}
+        # funding cache
+        self.funding_rate: float | None = None
+        self.next_funding_ms: int | None = None
+        self.mark_price: float | None = None
+        self._settled_funding_ms = -1
+        # counters (for metrics)
+        self.dup_trades = 0
+        self.rejected = 0
+        self.fills = 0
+
+    # ------------------------------------------------------------------------------------------
+    # quotes
+    # ------------------------------------------------------------------------------------------
+
+    def on_quote(self, quote: Quote, book: OrderBook | None = None) -> list:
+        """Apply the desired quote at ``quote.ts_ms``. Returns ledger records."""
+        ts = quote.ts_ms
+        out: list = []
+        self._advance(ts, book, out)
+        self._set_side(BUY, quote.bid_px, quote.bid_qty, ts, out)
+        self._set_side(SELL, quote.ask_px, quote.ask_qty, ts, out)
+        if book is not None:
+            self._advance(ts, book, out)  # zero latency: new orders go live now
+        return out
+
+    def cancel_all(self, ts_ms: int, reason: str = "cancel_all", book: OrderBook | None = None) -> list:
+        """Cancel every open order (effective after ``cancel_latency_ms``). Returns records."""
+        out: list = []
+        self._advance(ts_ms, book, out)
+        for side in (BUY, SELL):
+            o = self.working[side]
+            if o is not None:
+                self._request_cancel(o, ts_ms, reason, out)
+                self.working[side] = None
+        if book is not None:
+            self._advance(ts_ms, book, out)
+        return out
+
+    def _set_side(self, side: int, px: int | None, qty: int, ts: int, out: list) -> None:
+        cur = self.working[side]
+        if px is None or qty <= 0:
+            if cur is not None:
+                self._request_cancel(cur, ts, "unquoted", out)
+                self.working[side] = None
+            return
+        if cur is not None and cur.price == px:
+            want = cur.amend_qty if cur.amend_qty is not None else cur.qty
+            if qty == want:
+                return  # keep order and queue place
+            if qty < want:
+                # in-place size decrease keeps priority; effective after the entry latency
+                if qty <= cur.filled:
+                    self._request_cancel(cur, ts, "amended_below_filled", out)
+                    self.working[side] = None
+                    return
+                if self._check_rules(side, px, qty, ts, out):
+                    cur.amend_qty = qty
+                    cur.amend_ms = ts + self.entry_latency_ms
+                else:  # the smaller size is not allowed: do not leave the larger one working
+                    self._request_cancel(cur, ts, "unquoted", out)
+                    self.working[side] = None
+                return
+        reason = self._rule_violation(px, qty)
+        if reason:
+            self._reject_new(side, px, qty, ts, reason, out)
+            if cur is not None:
+                self._request_cancel(cur, ts, "unquoted", out)
+                self.working[side] = None
+            return
+        replaces = ""
+        if cur is not None:
+            self._request_cancel(cur, ts, "replaced", out)
+            replaces = cur.order_id
+        oid = f"{self.id_prefix}{self.symbol}-{self.next_order_n}"
+        self.next_order_n += 1
+        o = PaperOrder(oid, side, px, qty, ts + self.entry_latency_ms, replaces)
+        self.working[side] = o
+        self.orders.append(o)
+        self._last_reject.pop(side, None)
+        self._emit(o, "placed", ts, out, replaces=replaces)
+
+    def _rule_violation(self, px: int, qty: int) -> str:
+        ins = self.instrument
+        if px <= 0:
+            return "bad_price"
+        if qty < ins.min_qty_lots:
+            return "min_qty"
+        if qty > ins.max_qty_lots:
+            return "max_qty"
+        if ins.min_notional and self._px(px) * self._qty(qty) < ins.min_notional - 1e-9:
+            return "min_notional"
+        return ""
+
+    def _check_rules(self, side: int, px: int, qty: int, ts: int, out: list) -> bool:
+        reason = self._rule_violation(px, qty)
+        if reason:
+            self._reject_new(side, px, qty, ts, reason, out)
+            return False
+        return True
+
+    def _reject_new(self, side: int, px: int, qty: int, ts: int, reason: str, out: list) -> None:
+        key = (px, qty, reason)
+        if self._last_reject.get(side) == key:
+            return  # the same refused quote repeated: recorded once
+        self._last_reject[side] = key
+        self.rejected += 1
+        oid = f"{self.id_prefix}{self.symbol}-{self.next_order_n}"
+        self.next_order_n += 1
+        out.append(OrderEvent(f"{oid}:0", self.symbol, oid, "rejected", side, px, qty, 0, ts, reason))
+
+    def _request_cancel(self, o: PaperOrder, ts: int, reason: str, out: list) -> None:
+        if o.cancel_ms is not None or o.status == DONE:
+            return
+        o.cancel_ms = ts + self.cancel_latency_ms
+        o.cancel_reason = reason
+        self._emit(o, "cancel_requested", ts, out, reason=reason)
+
+    def _emit(self, o: PaperOrder, kind: str, ts: int, out: list, reason: str = "", replaces: str = "") -> None:
+        out.append(
+            OrderEvent(
+                f"{o.order_id}:{o.n_events}",
+                self.symbol,
+                o.order_id,
+                kind,
+                o.side,
+                o.price,
+                o.qty,
+                o.filled,
+                ts,
+                reason,
+                replaces,
+                o.queue_ahead,
+            )
+        )
+        o.n_events += 1
+
+    # ------------------------------------------------------------------------------------------
+    # time: activations, amends, cancels
+    # ------------------------------------------------------------------------------------------
+
+    def advance(self, ts_ms: int, book: OrderBook | None = None) -> list:
+        """Process pending activations/amends/cancels due at or before ``ts_ms`` (e.g. on a Timer)."""
+        out: list = []
+        self._advance(ts_ms, book, out)
+        return out
+
+    def _advance(self, ts: int, book: OrderBook | None, out: list) -> None:
+        orders = self.orders
+        if not orders:
+            return
+        changed = False
+        for o in orders:
+            if o.status == PENDING and o.live_ms <= ts:
+                if o.cancel_ms is not None and o.cancel_ms <= o.live_ms:
+                    # cancelled before it ever reached the book
+                    o.status = DONE
+                    self._emit(o, "cancelled", max(o.cancel_ms, o.live_ms), out, reason=o.cancel_reason)
+                    changed = True
+                    continue
+                self._activate(o, book, out)
+                if o.status == DONE:
+                    changed = True
+                    continue
+            if o.amend_qty is not None and o.amend_ms <= ts and o.status != DONE:
+                o.qty = o.amend_qty
+                o.amend_qty = None
+                self._emit(o, "amended", o.amend_ms, out)
+                if o.remaining <= 0:
+                    o.status = DONE
+                    self._emit(o, "filled", o.amend_ms, out)
+                    changed = True
+            if o.cancel_ms is not None and o.cancel_ms <= ts and o.status != DONE:
+                o.status = DONE
+                self._emit(o, "cancelled", o.cancel_ms, out, reason=o.cancel_reason)
+                changed = True
+        if changed:
+            self._drop_done()
+
+    def _drop_done(self) -> None:
+        self.orders = [o for o in self.orders if o.status != DONE]
+        for side in (BUY, SELL):
+            w = self.working[side]
+            if w is not None and w.status == DONE:
+                self.working[side] = None
+
+    def _activate(self, o: PaperOrder, book: OrderBook | None, out: list) -> None:
+        ts = o.live_ms
+        if book is not None:
+            bb, ba = book.best_bid, book.best_ask
+            if (o.side == BUY and ba is not None and o.price >= ba) or (
+                o.side == SELL and bb is not None and o.price <= bb
+            ):
+                o.status = DONE
+                self.rejected += 1
+                self._emit(o, "rejected", ts, out, reason="post_only")
+                return
+            lvl = book.size_at(o.side, o.price)
+        else:
+            lvl = 0
+        o.status = LIVE
+        o.queue_ahead = float(lvl)
+        o.level_qty = lvl
+        o.traded_at_level = 0.0
+        self._emit(o, "live", ts, out)
+
+    # ------------------------------------------------------------------------------------------
+    # market data
+    # ------------------------------------------------------------------------------------------
+
+    def on_book(self, book: OrderBook, ts_ms: int | None = None) -> list:
+        """Call after each applied ``BookUpdate``: activations due by then, then queue updates from
+        size changes at our levels (O(open orders))."""
+        ts = book.ts_ms if ts_ms is None else ts_ms
+        out: list = []
+        self._advance(ts, book, out)
+        if not book.live:
+            return out  # sizes of a book that is not LIVE say nothing about our queue
+        for o in self.orders:
+            if o.status == LIVE:
+                self._depth(o, book)
+        return out
+
+    def _depth(self, o: PaperOrder, book: OrderBook) -> None:
+        new = book.size_at(o.side, o.price)
+        if new == 0 and _beyond_window(book, o.side, o.price):
+            return  # level outside the visible window: keep the estimate
+        prev = o.level_qty
+        if new == prev and o.traded_at_level == 0.0:
+            return
+        o.level_qty = new
+        front = o.queue_ahead
+        chg = prev - new - o.traded_at_level
+        o.traded_at_level = 0.0
+        if chg <= 0 or self.queue_model == "conservative":
+            o.queue_ahead = min(front, float(new))
+            return
+        back = prev - front
+        if front <= 0:
+            o.queue_ahead = min(0.0, float(new))
+            return
+        n = self.queue_power
+        fb = back**n if back > 0 else 0.0
+        ff = front**n
+        p = fb / (fb + ff) if fb + ff > 0 else 1.0
+        est = front - (1.0 - p) * chg + min(back - p * chg, 0.0)
+        o.queue_ahead = max(0.0, min(est, float(new)))
+
+    def on_trade(self, trade: Trade, book: OrderBook | None = None) -> list:
+        """One public trade (``trade.side`` = taker side). Returns fills and order records."""
+        out: list = []
+        tid = trade.trade_id
+        used_map = self._trade_used
+        if tid in used_map:
+            self.dup_trades += 1
+            return out
+        self._advance(trade.ts_ms, book, out)
+        used = 0
+        # Our orders the taker can hit, best for the taker first (lowest ask / highest bid).
+        our_side = -trade.side
+        cands = [o for o in self.orders if o.status == LIVE and o.side == our_side]
+        if len(cands) > 1:
+            cands.sort(key=lambda o: o.price if our_side == SELL else -o.price)
+        px = trade.price
+        for o in cands:
+            avail = trade.qty - used
+            if avail <= 0:
+                break
+            if our_side == SELL:
+                through = px > o.price
+                at = px == o.price
+            else:
+                through = px < o.price
+                at = px == o.price
+            if through:
+                q = min(avail, o.remaining)
+            elif at:
+                front = o.queue_ahead
+                o.traded_at_level += avail
+                if front >= avail:
+                    o.queue_ahead = front - avail
+                    continue
+                q = min(int(math.floor(avail - front + 1e-9)), o.remaining)
+                o.queue_ahead = 0.0
+            else:
+                continue
+            if q <= 0:
+                continue
+            used += q
+            self._fill(o, q, trade, out)
+        used_map[tid] = used
+        if len(used_map) > self._trade_memory:
+            used_map.popitem(last=False)
+        if any(o.status == DONE for o in self.orders):
+            self._drop_done()
+        return out
+
+    def _fill(self, o: PaperOrder, q: int, trade: Trade, out: list) -> None:
+        o.filled += q
+        self.position_lots += o.side * q
+        self.fills += 1
+        fee = self._px(o.price) * self._qty(q) * self.maker_fee
+        out.append(
+            Fill(f"{o.order_id}:{trade.trade_id}", self.symbol, o.order_id, o.side, o.price, q, fee, trade.trade_id, trade.ts_ms)
+        )
+        if o.remaining <= 0:
+            o.status = DONE
+            self._emit(o, "filled", trade.ts_ms, out)
+
+    # ------------------------------------------------------------------------------------------
+    # funding
+    # ------------------------------------------------------------------------------------------
+
+    def on_ticker(self, ev: TickerUpdate) -> list:
+        """Merge a ticker snapshot/delta (missing key = unchanged) and settle funding when due.
+        Settlement happens first with the *cached* rate, i.e. the rate announced before the time."""
+        out: list = []
+        self.check_funding(ev.ts_ms, out)
+        d = ev.data
+        r = d.get("fundingRate")
+        if r not in (None, ""):
+            self.funding_rate = float(r)
+        n = d.get("nextFundingTime")
+        if n not in (None, ""):
+            self.next_funding_ms = int(n)
+        m = d.get("markPrice")
+        if m not in (None, ""):
+            self.mark_price = float(m)
+        return out
+
+    def check_funding(self, ts_ms: int, out: list | None = None) -> list:
+        """Settle funding if ``ts_ms`` reached the cached next funding time (once per time)."""
+        out = [] if out is None else out
+        nf = self.next_funding_ms
+        if nf is None or ts_ms < nf or nf <= self._settled_funding_ms:
+            return out
+        self._settled_funding_ms = nf
+        if self.funding_rate is None or self.mark_price is None:
+            return out
+        pos = self._qty(self.position_lots)
+        pay = pos * self.mark_price * self.funding_rate
+        out.append(
+            Funding(f"funding:{self.symbol}:{nf}", self.symbol, nf, self.funding_rate, self.mark_price, self.position_lots, pay)
+        )
+        return out
+
+    # ------------------------------------------------------------------------------------------
+
+    def open_orders(self) -> list[PaperOrder]:
+        """Orders not yet done (pending, live, or waiting for their cancel)."""
+        return list(self.orders)
+
+
+def _beyond_window(book: OrderBook, side: int, price: int) -> bool:
+    """True when ``price`` lies beyond the worst visible level on ``side`` (size unknown there)."""
+    if side == BUY:
+        levels = book.bid_levels()
+        return not levels or price < levels[-1][0]
+    keys = book.ask_prices()
+    return not keys or price > keys[-1]
