@@ -172,7 +172,11 @@ class App:
         except ImportError:
             return
         assert self.engine is not None
-        self.runtime = Runtime.live(self.s, self.engine, ledger_path=self.ledger_path, resume=self.resume)
+        try:
+            self.runtime = Runtime.live(self.s, self.engine, ledger_path=self.ledger_path, resume=self.resume)
+        except Exception as e:  # LedgerError, model load errors, quoter build errors: one clear line
+            raise StartupError(f"{type(e).__name__}: {e}") from None
+        self.runtime.errors_total = lambda: sum(self.parser.errors.values()) if self.parser else 0
 
     async def _start_ops(self) -> None:
         from daemon.shell_ops import AppOps
@@ -276,8 +280,11 @@ class App:
             if self.engine.out:
                 self._drain()
             ticks += 1
-            if self.recorder is not None and ticks % 10 == 0:
-                self.recorder.flush()
+            if ticks % 10 == 0:
+                if self.recorder is not None:
+                    self.recorder.flush()
+                if self.runtime is not None:
+                    self.runtime.poll()
 
     async def _status(self) -> None:
         assert self.engine is not None

@@ -86,10 +86,16 @@ class WsConfig(_Section):
 
 
 class QuoterConfig(_Section):
-    """The quoting policy. gamma: risk aversion (1/(price*order-size units)); horizon in seconds."""
+    """The quoting policy. gamma: risk aversion per (price unit x order-size unit); horizon in seconds.
+
+    Units matter: the A-S paper's gamma = 0.1 is for a $100 stock with sigma = 2 $/sqrt(day-unit).
+    For BTCUSDT (sigma ~ 5-8 USDT/sqrt(s), horizon 300 s) the inventory term gamma*sigma^2*(T-t) is
+    ~1800*gamma USDT, so gamma = 0.1 would quote ~180 USDT wide. The default 0.001 gives ~2 USDT of
+    inventory skew per order-size unit held and spreads dominated by (2/gamma)ln(1+gamma/kappa).
+    """
 
     kind: Literal["avellaneda", "glft", "rl"] = "avellaneda"
-    gamma: float = Field(0.1, gt=0)
+    gamma: float = Field(0.001, gt=0)
     horizon_s: float = Field(300.0, gt=0)
     horizon_mode: Literal["rolling", "session"] = "rolling"
     #: order size in base units (BTC); q fed to the quoter is position / order_size
@@ -202,6 +208,8 @@ class LedgerConfig(_Section):
     """Durable journal: SQLite path, batching."""
 
     path: str = "mmd-ledger.sqlite"
+    #: the position book a live daemon continues across restarts (one ledger can hold several)
+    run_id: str = Field("live", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     batch_max: int = Field(512, ge=1)
     flush_interval_ms: int = Field(50, ge=1)
     mark_interval_ms: int = Field(1000, ge=1)

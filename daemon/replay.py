@@ -2,7 +2,10 @@
 
 The same :class:`~daemon.core.engine.Engine` and strategy runtime as ``mmd run``; frames come from
 ``<recv_ns> <frame json>`` files instead of a socket. Bad frames are counted (never fatal), exactly
-as live. A replay of the frames a live run recorded gives the same ledger as that live run.
+as live. A replay of the frames a live run recorded gives the same ledger as that live run. The journal's
+run id is derived from the recordings and the config (:func:`daemon.core.strategy.replay_run_id`):
+an interrupted replay simply runs again from the start, fresh state, same run id; records already
+committed are ignored by id, so the final journal equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -28,33 +31,27 @@ def replay(
     ledger_path: str | None = None,
     progress: bool = False,
     trade: bool = True,
-    resume: bool = False,
 ) -> dict[str, Any]:
     """Replay ``paths`` in order and return the summary dict (see ``mmd replay --json``)."""
     symbols = settings.market.symbols
     instruments = load_instruments(paths, symbols)
     engine = Engine(instruments, settings.market.depth, book_stale_ms=settings.ws.book_stale_ms)
     runtime = None
-    if trade:
-        from daemon.core.strategy import Runtime
-
-        runtime = Runtime.replay(settings, engine, ledger_path=ledger_path or settings.ledger.path, resume=resume)
     parser = FrameParser(instruments, settings.ws.max_frame_bytes)
+    if trade:
+        from daemon.core.strategy import Runtime, replay_run_id
+
+        runtime = Runtime.replay(settings, engine, ledger_path=ledger_path or settings.ledger.path,
+                                 run_id=replay_run_id(paths, settings))
+        runtime.errors_total = lambda: sum(parser.errors.values())
     t0 = time.perf_counter()
     frames = 0
-    skip = runtime.resume_after_frame() if runtime is not None else 0
     last_progress = t0
     on_events = engine.on_events
     parse = parser.parse
     try:
         for recv_ns, frame in read_frames(paths):
             frames += 1
-            if frames <= skip:
-                # Already processed by an interrupted run of the same replay (see the ledger's
-                # replay position); the runtime restored its state from the ledger.
-                if runtime is not None:
-                    runtime.fast_forward(parse, frame, recv_ns)
-                continue
             try:
                 out = parse(frame, recv_ns)
             except FrameError as e:
@@ -65,8 +62,6 @@ def replay(
                 on_events(out)
                 if engine.out:
                     _drain(engine, runtime)
-            if runtime is not None:
-                runtime.frame_done(frames)
             if progress and frames % 2048 == 0:
                 now = time.perf_counter()
                 if now - last_progress > 0.25:

@@ -16,7 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--no-trade", action="store_true", help="book and features only: no quoting, no ledger")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--resume", action="store_true", help="clear a tripped risk gate recorded in the ledger")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     files = args.files or [str(bundled_recording())]
     try:
         summary = replay(files, s, ledger_path=args.ledger, progress=not args.no_progress and sys.stderr.isatty(),
-                         trade=not args.no_trade, resume=args.resume)
+                         trade=not args.no_trade)
     except (RecordingError, FileNotFoundError, ValueError) as e:
         print(f"mmd replay: {e}", file=sys.stderr)
         return 2
