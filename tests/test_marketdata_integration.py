@@ -152,7 +152,7 @@ async def test_malformed_frames_are_counted_logged_and_harmless(tmp_path, logs):
             ex.inject("malformed", malformed_kind=k)
         await wait_for(lambda: ex.faults_injected["malformed"] >= len(kinds), 10, "malformed sent")
         await wait_for(lambda: sum(app.parser.errors.values()) >= len(kinds), 10, "errors counted")
-        # a missing-u book delta is lost -> the next delta is a gap -> resync; the book is never wrong
+        # malformed frames are extra frames: the book stays exact throughout
         await wait_for(lambda: book_of(app).live, 10, "LIVE")
         await assert_books_equal(ex, app)
         errs = dict(app.parser.errors)

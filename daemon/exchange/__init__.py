@@ -1,0 +1,31 @@
+"""Embedded Bybit-V5-compatible exchange (public REST + websocket) replaying a recording, with fault
+injection. See :mod:`daemon.exchange.server` (``ExchangeServer``, ``ExchangeThread``),
+:mod:`daemon.exchange.faults` (``FaultPlan``), :mod:`daemon.exchange.market` (the exchange's own,
+deliberately simple market state), :mod:`daemon.exchange.synth` (synthetic streams) and
+:mod:`daemon.exchange.cli` (``mmd exchange``). Exports are lazy so importing a submodule stays cheap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ExchangeServer", "ExchangeThread", "FaultPlan", "load_recording", "write_synth"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ExchangeServer", "ExchangeThread"):
+        from daemon.exchange import server
+
+        return getattr(server, name)
+    if name == "FaultPlan":
+        from daemon.exchange.faults import FaultPlan
+
+        return FaultPlan
+    if name == "load_recording":
+        from daemon.exchange.recording import load_recording
+
+        return load_recording
+    if name == "write_synth":
+        from daemon.exchange.synth import write_synth
+
+        return write_synth
+    raise AttributeError(name)
