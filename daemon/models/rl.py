@@ -1,0 +1,445 @@
+"""Tabular Q-learning market maker (the seed chapter's ``MarketMakingRL``), trained in the
+Avellaneda-Stoikov 2008 simulator (:mod:`daemon.sim.as2008`) and usable live as a :class:`Quoter`.
+
+**State** (all bins are stored in the policy file):
+
+* time left ``tau = (T - t)/T`` in ``n_time_bins`` equal bins (finite horizon; live: ``t_left_s /
+  horizon_s`` clipped to [0, 1]; an infinite ``t_left_s`` maps to the first bin, ``tau = 1``);
+* inventory ``q`` (order-size units, one fill = one unit) rounded and clipped to ``[-q_max, q_max]``;
+* volatility ratio ``sigma / sigma_ref`` in bins cut at ``vol_edges`` (simulator: ``sigma_ref =
+  sigma`` so the ratio is 1 and only the middle bin is trained);
+* order-flow imbalance ``ofi / ofi_scale`` in bins cut at ``ofi_edges`` (simulator: no order flow
+  exists, OFI = 0, middle bin). Live, a (vol, ofi) cell never visited in training falls back to the
+  neutral cell (see :meth:`QPolicy.greedy`).
+
+**Actions**: a grid of (half-spread ``h``, reservation skew per unit of inventory ``psi``) pairs,
+both in units of the scale ``u``; the skew is ``c = psi * q`` (q clipped to ``[-q_max, q_max]``)::
+
+    delta_b = (h + psi*q) * u      delta_a = (h - psi*q) * u     (distances from the mid, price units)
+    u = (1/gamma) ln(1 + gamma/kappa) + gamma * sigma**2 * H / 2
+
+``u`` is the time-averaged A-S optimal half-spread at q = 0 (half of eq. 30 averaged over a horizon
+``H``; 0.745 in the paper's setting at gamma = 0.1), so the policy is unit-free: live it is computed
+from the live ``gamma``, ``state.sigma`` (price/sqrt(s)), ``state.kappa`` (per price unit) and
+``H = horizon_s`` (seconds). ``psi >= 0``: a long market maker lowers both quotes (leans to sell),
+a short one raises them; the grid holds no anti-skew (a prior from A-S and GLFT, stated here).
+
+**Reward** ``r_t = dPnL_t - gamma_inv * q_{t+1}**2`` where ``dPnL_t`` is the mark-to-market change
+over the step (spread captured on fills plus ``q_{t+1} * dS``) and ``q_{t+1}`` the inventory carried
+through the step's mid move. The default ``gamma_inv = gamma * sigma**2 * dt / 2`` is exactly the
+step's contribution to ``gamma/2 * Var(terminal PnL)``, so the sum of rewards is the mean-variance
+objective that the A-S policy approximately optimises. The terminal inventory is marked at the mid
+(as in the paper's profit); there is no extra liquidation penalty. Undiscounted (finite horizon),
+``max_a Q = 0`` after the last step. With ``reward_mode = "expected"`` (default) the zero-mean term
+``q_{t+1} * dS`` is replaced by its conditional expectation, 0, in the learning target: the objective
+(expected sum of rewards) is unchanged and the target noise drops by an order of magnitude.
+
+**Learning** (batch, vectorised over ``paths_per_episode`` simulated paths):
+
+* one time bin per simulator step by default (``n_time_bins = 200``): coarser bins make the
+  undiscounted target bootstrap on its own cell, which biased values badly in our trials;
+* the episode's transitions are replayed **backwards in time**, so values propagate through the
+  whole horizon in one episode;
+* **double Q-learning** (van Hasselt 2010): two tables, alternating per episode, one picks the
+  argmax at s' and the other values it. Plain max-bootstrapping overestimated V(start) by ~80%
+  because the max-operator bias compounds over 200 steps;
+* per step, the TD targets of all paths are averaged per visited (s, a) cell; the cell moves towards
+  that mean with ``alpha = max(lr_t, c / (N + lr_count_half))`` (``c`` samples in this batch, ``N`` in
+  total: a running sample mean, floored by ``lr_t = max(lr_min, lr0 / (1 + ep / lr_decay_episodes))``);
+* Q starts optimistic (``optimism`` x the symmetric quote's expected capture per remaining step);
+  behaviour is epsilon-greedy, ``eps`` decaying geometrically from ``eps_start`` to ``eps_end``.
+
+Everything is seeded: the same :class:`TrainConfig` gives the same Q-table bit for bit. Live and in
+the simulator the greedy action ignores actions never tried in training.
+
+References: seed chapter "Reinforcement Learning for Optimal Quoting" (Q-learning update, reward
+``PnL - gamma*q**2``); Spooner et al. (2018) for the inventory-penalised reward idea.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from daemon.models.base import MarketState, RawQuote
+
+POLICY_FORMAT = "mmd-rl-qpolicy"
+POLICY_VERSION = 1
+
+
+class PolicyLoadError(ValueError):
+    """A policy file that is missing, corrupt, of another format or of an unsupported version."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training configuration (simulator units: the A-S 2008 parameters)."""
+
+    gamma: float = 0.1
+    episodes: int = 1500
+    paths_per_episode: int = 1000
+    seed: int = 0
+    # simulator (A-S 2008 section 3.3)
+    s0: float = 100.0
+    T: float = 1.0
+    sigma: float = 2.0
+    dt: float = 0.005
+    k: float = 1.5
+    A: float = 140.0
+    # reward: None -> gamma * sigma**2 * dt / 2 (mean-variance per step)
+    gamma_inv: float | None = None
+    # "expected": the zero-mean inventory term q_{t+1}*dS of dPnL is replaced by its conditional
+    # expectation (0) in the learning target (same objective, far less noise); "realized": raw dPnL
+    reward_mode: str = "expected"
+    # state bins
+    n_time_bins: int = 200
+    q_max: int = 10
+    vol_edges: tuple[float, ...] = (0.75, 1.33)
+    ofi_edges: tuple[float, ...] = (-0.5, 0.5)
+    # actions (units of u)
+    half_mults: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2)
+    skew_mults: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6)
+    # learning
+    lr0: float = 0.005
+    lr_min: float = 0.005
+    lr_decay_episodes: float = 100.0
+    lr_count_half: float = 10.0
+    # optimistic initial values: Q0 = steps_left * optimism * (expected capture per step of the
+    # symmetric quote at half-spread u), so every action looks worth trying until it is sampled
+    optimism: float = 1.2
+    eps_start: float = 1.0
+    eps_end: float = 0.02
+    eval_paths: int = 1000
+
+    def penalty(self) -> float:
+        return 0.5 * self.gamma * self.sigma**2 * self.dt if self.gamma_inv is None else self.gamma_inv
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.T / self.dt))
+
+
+def action_scale(gamma: float, sigma: float, kappa: float, horizon: float) -> float:
+    """``u = (1/gamma) ln(1 + gamma/kappa) + gamma*sigma**2*horizon/2`` (price units)."""
+    return math.log1p(gamma / kappa) / gamma + 0.5 * gamma * sigma * sigma * horizon
+
+
+@dataclass
+class QPolicy:
+    """A Q-table with its bins and action grid. ``q_table`` has shape ``(n_time_bins, 2*q_max+1,
+    n_vol_bins, n_ofi_bins, n_actions)``; ``visits`` counts updates per (state, action) cell."""
+
+    config: TrainConfig
+    q_table: np.ndarray
+    visits: np.ndarray
+    metrics: dict = field(default_factory=dict)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def empty(cls, cfg: TrainConfig) -> "QPolicy":
+        shape = (cfg.n_time_bins, 2 * cfg.q_max + 1, len(cfg.vol_edges) + 1, len(cfg.ofi_edges) + 1,
+                 len(cfg.half_mults) * len(cfg.skew_mults))
+        return cls(cfg, np.zeros(shape), np.zeros(shape, dtype=np.int64))
+
+    @property
+    def n_actions(self) -> int:
+        return self.q_table.shape[-1]
+
+    def action_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(h, psi)`` arrays of length ``n_actions``: half-spread and skew per unit of inventory,
+        both in units of u; action ``a = ih*len(psi) + ipsi``."""
+        h = np.repeat(np.asarray(self.config.half_mults, float), len(self.config.skew_mults))
+        psi = np.tile(np.asarray(self.config.skew_mults, float), len(self.config.half_mults))
+        return h, psi
+
+    # ---- state binning ------------------------------------------------------------------
+    def time_bin(self, tau_frac):
+        n = self.config.n_time_bins
+        return np.clip(np.ceil(np.asarray(tau_frac, float) * n - 1e-9).astype(np.int64) - 1, 0, n - 1)
+
+    def q_bin(self, q):
+        m = self.config.q_max
+        return (np.clip(np.rint(np.asarray(q, float)), -m, m) + m).astype(np.int64)
+
+    def vol_bin(self, ratio):
+        return np.searchsorted(np.asarray(self.config.vol_edges), np.asarray(ratio, float), side="right")
+
+    def ofi_bin(self, x):
+        return np.searchsorted(np.asarray(self.config.ofi_edges), np.asarray(x, float), side="right")
+
+    def neutral_vol_bin(self) -> int:
+        return int(self.vol_bin(1.0))
+
+    def neutral_ofi_bin(self) -> int:
+        return int(self.ofi_bin(0.0))
+
+    # ---- acting ---------------------------------------------------------------------------
+    def greedy(self, tb, qb, vb, ob):
+        """Greedy action indices (arrays) among the actions visited in training. A (vol, ofi) cell
+        never visited for that (time, q) falls back to the neutral cell; a (time, q) never visited
+        at all falls back to the nearest visited inventory bin towards q = 0. Ties break towards
+        the lowest index."""
+        tb, qb, vb, ob = (np.array(x, dtype=np.int64) for x in np.broadcast_arrays(tb, qb, vb, ob))
+        seen = self.visits[tb, qb, vb, ob].sum(axis=-1) > 0
+        vb = np.where(seen, vb, self.neutral_vol_bin())
+        ob = np.where(seen, ob, self.neutral_ofi_bin())
+        mid = self.config.q_max
+        for _ in range(mid):
+            unseen = self.visits[tb, qb, vb, ob].sum(axis=-1) == 0
+            if not np.any(unseen & (qb != mid)):
+                break
+            qb = np.where(unseen, qb - np.sign(qb - mid), qb)
+        vals = np.where(self.visits[tb, qb, vb, ob] > 0, self.q_table[tb, qb, vb, ob], -np.inf)
+        none = ~np.isfinite(vals).any(axis=-1)
+        vals = np.where(none[..., None], 0.0, vals)
+        return np.argmax(vals, axis=-1)
+
+    def deltas_for(self, actions, u, q):
+        """``(delta_b, delta_a) = ((h + psi*q) * u, (h - psi*q) * u)`` with ``q`` clipped to
+        ``[-q_max, q_max]`` (price units when ``u`` is)."""
+        h, psi = self.action_grid()
+        c = psi[actions] * np.clip(q, -self.config.q_max, self.config.q_max)
+        return (h[actions] + c) * u, (h[actions] - c) * u
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write a versioned ``.npz``: ``meta`` (JSON: format, version, config, metrics),
+        ``q_table``, ``visits``."""
+        meta = {"format": POLICY_FORMAT, "version": POLICY_VERSION, "config": asdict(self.config),
+                "metrics": self.metrics, "shape": list(self.q_table.shape)}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                            q_table=self.q_table, visits=self.visits)
+        Path(path).write_bytes(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QPolicy":
+        """Read a file written by :meth:`save`; any problem raises :class:`PolicyLoadError` (one line)."""
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise PolicyLoadError(f"policy file {str(p)!r}: {e.strerror or e}") from None
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                q_table = np.array(z["q_table"], dtype=float)
+                visits = np.array(z["visits"], dtype=np.int64)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
+            raise PolicyLoadError(f"policy file {str(p)!r}: not a readable policy (.npz) file: "
+                                  f"{type(e).__name__}") from None
+        if not isinstance(meta, dict) or meta.get("format") != POLICY_FORMAT:
+            raise PolicyLoadError(f"policy file {str(p)!r}: wrong format {meta.get('format')!r}"
+                                  f" (expected {POLICY_FORMAT!r})" if isinstance(meta, dict) else
+                                  f"policy file {str(p)!r}: bad metadata")
+        if meta.get("version") != POLICY_VERSION:
+            raise PolicyLoadError(f"policy file {str(p)!r}: unsupported version {meta.get('version')!r}"
+                                  f" (this build reads version {POLICY_VERSION})")
+        try:
+            cfgd = dict(meta["config"])
+            for key in ("vol_edges", "ofi_edges", "half_mults", "skew_mults"):
+                cfgd[key] = tuple(cfgd[key])
+            cfg = TrainConfig(**cfgd)
+        except (KeyError, TypeError) as e:
+            raise PolicyLoadError(f"policy file {str(p)!r}: bad config in metadata: {e}") from None
+        pol = cls(cfg, q_table, visits, dict(meta.get("metrics", {})))
+        expect = cls.empty(cfg).q_table.shape
+        if q_table.shape != expect or visits.shape != expect or not np.all(np.isfinite(q_table)):
+            raise PolicyLoadError(f"policy file {str(p)!r}: Q-table shape {q_table.shape} does not match"
+                                  f" its bins {expect} or holds non-finite values")
+        return pol
+
+
+# ------------------------------------------------------------------------------ simulator use
+class RLSimStrategy:
+    """Greedy policy in the A-S simulator (implements ``daemon.sim.as2008.SimStrategy``)."""
+
+    name = "rl"
+
+    def __init__(self, policy: QPolicy, params) -> None:
+        self.policy = policy
+        self.p = params
+        self.u = action_scale(params.gamma, params.sigma, params.k, params.T)
+
+    def reset(self, n_paths: int) -> None:
+        pol = self.policy
+        self._vb = np.full(n_paths, pol.neutral_vol_bin())
+        self._ob = np.full(n_paths, pol.neutral_ofi_bin())
+
+    def deltas(self, step, t, s, q):
+        pol = self.policy
+        tb = pol.time_bin(np.full(q.shape, (self.p.T - t) / self.p.T))
+        a = pol.greedy(tb, pol.q_bin(q), self._vb, self._ob)
+        return pol.deltas_for(a, self.u, q)
+
+
+def _sim_params(cfg: TrainConfig):
+    from daemon.sim.as2008 import ASParams
+
+    return ASParams(s0=cfg.s0, T=cfg.T, sigma=cfg.sigma, dt=cfg.dt, q0=0, k=cfg.k, A=cfg.A, gamma=cfg.gamma)
+
+
+def evaluate(policy: QPolicy, n_paths: int = 1000, seed: int = 12345, params=None) -> dict:
+    """Greedy policy, inventory and symmetric strategies on the same fresh paths (``seed``):
+    ``{name: summary row}`` (see :func:`daemon.sim.as2008.summarize`)."""
+    from daemon.sim.as2008 import InventoryStrategy, SymmetricStrategy, draw_randoms, simulate, summarize
+
+    p = params or _sim_params(policy.config)
+    rnd = draw_randoms(p, n_paths, seed)
+    out = {}
+    for strat in (RLSimStrategy(policy, p), InventoryStrategy(p), SymmetricStrategy(p)):
+        out[strat.name] = summarize(simulate(strat, p, randoms=rnd), p.gamma)
+    return out
+
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> QPolicy:
+    """Batch Q-learning in the A-S simulator (see module docstring). ``progress(episode, episodes,
+    running_ce)`` is called after every episode with the CARA certainty equivalent of that
+    episode's (exploring) terminal PnL. Returns the trained policy with ``metrics`` filled."""
+    from daemon.sim.as2008 import cara_certainty_equivalent
+
+    if cfg.episodes < 1 or cfg.paths_per_episode < 1:
+        raise ValueError("episodes and paths_per_episode must be >= 1")
+    if cfg.reward_mode not in ("expected", "realized"):
+        raise ValueError("reward_mode must be 'expected' or 'realized'")
+    t0 = time.perf_counter()
+    pol = QPolicy.empty(cfg)
+    n_t, n_q, n_v, n_o, n_a = pol.q_table.shape
+    vb, ob = pol.neutral_vol_bin(), pol.neutral_ofi_bin()
+    # the simulator has one volatility and no order flow: only the neutral (vol, ofi) cell is trained
+    # double Q-learning (van Hasselt 2010): two tables; the one being updated picks the argmax at
+    # s', the other one values it. Removes the max-operator overestimation that otherwise compounds
+    # over the 200-step horizon and drowns the small action gaps.
+    QAB = np.zeros((2, n_t, n_q, n_a))  # contiguous working copies, averaged into the policy
+    Nn = np.zeros((n_t, n_q, n_a), dtype=np.int64)
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.paths_per_episode
+    n_steps = cfg.n_steps
+    u = action_scale(cfg.gamma, cfg.sigma, cfg.k, cfg.T)
+    move = cfg.sigma * math.sqrt(cfg.dt)
+    pen = cfg.penalty()
+    tbins = pol.time_bin((cfg.T - np.arange(n_steps + 1) * cfg.dt) / cfg.T)
+    decay = (cfg.eps_end / cfg.eps_start) ** (1.0 / max(1, cfg.episodes - 1)) if cfg.eps_start > 0 else 0.0
+    per_step = 2.0 * u * min(1.0, cfg.A * math.exp(-cfg.k * u) * cfg.dt) * cfg.optimism
+    steps_left = np.ceil(np.arange(1, n_t + 1) / n_t * n_steps)  # at the start of each time bin
+    QAB[...] = (steps_left * per_step)[None, :, None, None]
+    Qsum = QAB[0] + QAB[1]
+    h_grid, psi_grid = pol.action_grid()
+    n_cells = n_q * n_a
+    history = []
+    for ep in range(cfg.episodes):
+        eps = cfg.eps_start * decay**ep
+        lr = max(cfg.lr_min, cfg.lr0 / (1.0 + ep / cfg.lr_decay_episodes))
+        q = np.zeros(n, dtype=np.int64)
+        pnl = np.zeros(n)
+        qbs, acts, rewards = [], [], []
+        for i in range(n_steps):
+            qc = np.clip(q, -cfg.q_max, cfg.q_max)
+            qb = qc + cfg.q_max
+            greedy = Qsum[tbins[i]].argmax(axis=1)[qb]
+            uni = rng.random((4, n))
+            a = np.where(uni[0] < eps, rng.integers(0, n_a, n), greedy)
+            c = psi_grid[a] * qc
+            db, da = (h_grid[a] + c) * u, (h_grid[a] - c) * u
+            hit_b = uni[1] < np.minimum(1.0, cfg.A * np.exp(-cfg.k * db) * cfg.dt)
+            hit_a = uni[2] < np.minimum(1.0, cfg.A * np.exp(-cfg.k * da) * cfg.dt)
+            ds = np.where(uni[3] < 0.5, move, -move)
+            q_next = q + hit_b - hit_a
+            # mark-to-market step PnL: spread captured on fills + inventory carried through the move
+            capture = hit_b * db + hit_a * da
+            pnl += capture + q_next * ds
+            learn = capture if cfg.reward_mode == "expected" else capture + q_next * ds
+            qbs.append(qb)
+            acts.append(a)
+            rewards.append(learn - pen * q_next.astype(float) ** 2)
+            q = q_next
+        # Q-learning updates replayed backwards in time over the episode's transitions, so the
+        # finite-horizon values propagate through all steps in one episode.
+        Qu, Qv = QAB[ep % 2], QAB[1 - ep % 2]  # update Qu, evaluate with Qv
+        for i in range(n_steps - 1, -1, -1):
+            target = rewards[i]
+            if i + 1 < n_steps:
+                t1 = tbins[i + 1]
+                best = Qu[t1].argmax(axis=1)
+                target = target + Qv[t1][np.arange(n_q), best][qbs[i + 1]]
+            cell = qbs[i] * n_a + acts[i]
+            sums = np.bincount(cell, weights=target, minlength=n_cells)
+            cnts = np.bincount(cell, minlength=n_cells)
+            hit = cnts > 0
+            Qt = Qu[tbins[i]].reshape(-1)  # view into the table
+            cn = cnts[hit]
+            Nt = Nn[tbins[i]].reshape(-1)
+            Nt[hit] += cn
+            # per-cell step: the batch's share of all samples the cell has seen (a running sample
+            # mean), floored by the global schedule ``lr`` so that old (optimistic) targets fade
+            alpha = np.maximum(lr, cn / (Nt[hit] + cfg.lr_count_half))
+            Qt[hit] += alpha * (sums[hit] / cn - Qt[hit])
+        ce = cara_certainty_equivalent(pnl, cfg.gamma)
+        history.append(ce)
+        if progress is not None:
+            progress(ep + 1, cfg.episodes, ce)
+        np.add(QAB[0], QAB[1], out=Qsum)
+    pol.q_table[:, :, vb, ob, :] = 0.5 * Qsum
+    pol.visits[:, :, vb, ob, :] = Nn
+    train_s = time.perf_counter() - t0
+    ev = evaluate(pol, cfg.eval_paths, seed=cfg.seed + 1_000_003)
+    pol.metrics = {
+        "train_seconds": round(train_s, 3),
+        "episodes": cfg.episodes,
+        "final_running_ce": history[-1],
+        "eval_seed": cfg.seed + 1_000_003,
+        "eval": ev,
+    }
+    return pol
+
+
+# ------------------------------------------------------------------------------------ live use
+class RLQuoter:
+    """The trained policy as a live :class:`daemon.models.base.Quoter`.
+
+    Live units map to the simulator's bins as follows: ``q = state.q`` (order-size units, as in the
+    simulator's one-share fills); ``tau = t_left_s / horizon_s`` (infinite -> 1); volatility ratio
+    ``state.sigma / sigma_ref`` (``sigma_ref`` None -> ratio 1, the trained bin); OFI
+    ``state.ofi / ofi_scale`` (``ofi_scale`` None -> 0, the trained bin). The greedy action's
+    ``(h, c)`` are multiplied by ``u = (1/gamma) ln(1 + gamma/kappa) + gamma*sigma**2*horizon_s/2``
+    with the live ``gamma``, ``state.sigma`` (price/sqrt(s)) and ``state.kappa`` (per price unit).
+    Ticks, sizes, post-only and risk limits are the engine's job."""
+
+    name = "rl"
+
+    def __init__(self, policy: QPolicy, gamma: float | None = None, horizon_s: float = 300.0,
+                 sigma_ref: float | None = None, ofi_scale: float | None = None) -> None:
+        self.policy = policy
+        self.gamma = policy.config.gamma if gamma is None else float(gamma)
+        if self.gamma <= 0 or horizon_s <= 0:
+            raise ValueError("gamma and horizon_s must be > 0")
+        self.horizon_s = float(horizon_s)
+        self.sigma_ref = sigma_ref
+        self.ofi_scale = ofi_scale
+
+    @classmethod
+    def load(cls, path: str | Path, **kw) -> "RLQuoter":
+        return cls(QPolicy.load(path), **kw)
+
+    def quote(self, state: MarketState) -> RawQuote:
+        pol = self.policy
+        tau = 1.0 if not math.isfinite(state.t_left_s) else min(1.0, max(0.0, state.t_left_s / self.horizon_s))
+        vr = 1.0 if not self.sigma_ref else state.sigma / self.sigma_ref
+        of = 0.0 if not self.ofi_scale else state.ofi / self.ofi_scale
+        a = int(pol.greedy(pol.time_bin(tau), pol.q_bin(state.q), pol.vol_bin(vr), pol.ofi_bin(of)))
+        u = action_scale(self.gamma, state.sigma, state.kappa, self.horizon_s)
+        db, da = pol.deltas_for(a, u, state.q)
+        db, da = float(db), float(da)
+        s = state.mid
+        return RawQuote(s - db, s + da, s - 0.5 * (db - da), db, da, why=f"rl a={a}")

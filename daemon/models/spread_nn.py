@@ -1,0 +1,539 @@
+"""Neural spread predictor (the seed chapter's "Neural Network Spread Predictor").
+
+Network (seed chapter, numpy, hand-written forward/backward, Adam)::
+
+    h1 = ReLU(W1 x + b1);  h2 = ReLU(W2 h1 + b2);  s_hat = softplus(W3 h2 + b3)      (s_hat > 0)
+
+``x`` is the standardised feature vector of :class:`SpreadFeatures` (see :data:`FEATURES`); the
+output is a **total spread in ticks** (ask - bid, in units of the instrument's tick).
+
+Target: the **ex-post optimal spread** (:func:`label_optimal_spread`). At each decision time ``t``
+(every ``decision_ms`` of exchange time while the ``orderbook.50`` book is LIVE) and for each
+candidate total spread ``s`` (ticks) in ``grid``, a symmetric quote ``bid = m - s/2``,
+``ask = m + s/2`` around the mid ``m`` is held for ``H = horizon_s`` seconds:
+
+* the bid fills (one unit) if a SELL-taker public trade prints at or below ``bid`` in ``(t, t+H]``;
+  the ask fills if a BUY-taker trade prints at or above ``ask`` (taker side, as Bybit's ``S``);
+* PnL in ticks, marked at the mid ``m_H`` at ``t+H``: ``(m_H - bid)`` per bid fill plus
+  ``(ask - m_H)`` per ask fill, i.e. spread capture ``s/2`` per fill minus the adverse move;
+* risk adjustment: minus ``inventory_penalty_ticks * |q_H|`` (``q_H`` = bid fills - ask fills);
+* the label is the grid spread with the highest risk-adjusted PnL; ties go to the narrowest (so a
+  window with no trade at all labels the narrowest spread: nothing was lost by quoting tight).
+
+This is a deliberately simple, self-contained labeller (no queue position, fills are "touch");
+it is an upper bound on what a real quote would have earned.
+
+Validation: time-ordered split (first ``1 - val_frac`` of decision points for training, then a
+purge gap of ``H`` seconds, then validation), MAE/RMSE in ticks against the naive baselines
+(constant = training mean, constant = training median, and the current market spread).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daemon.core.book import OrderBook
+from daemon.core.events import BUY, BookUpdate, Trade
+from daemon.models.base import MarketState, RawQuote
+
+MODEL_FORMAT = "mmd-spread-nn"
+MODEL_VERSION = 1
+
+#: Feature vector of :class:`SpreadFeatures` (units in the names).
+FEATURES = (
+    "spread_ticks",          # best ask - best bid, ticks
+    "imbalance_l1",          # (bid1 - ask1) / (bid1 + ask1) sizes, in [-1, 1]
+    "imbalance_l5",          # same over the top 5 levels
+    "trade_rate_hz",         # public trades per second over the trade window
+    "log_volume_rate",       # log1p(lots per second) over the trade window
+    "signed_volume_frac",    # (buy - sell taker lots) / (buy + sell) over the window, 0 if none
+    "realized_vol_ticks",    # std of mid changes sampled every vol_sample_ms, ticks per sqrt(second)
+    "abs_mid_move_ticks",    # |mid(now) - mid(now - trade window)|, ticks
+)
+
+
+class ModelLoadError(ValueError):
+    """A spread model file that is missing, corrupt, of another format or version."""
+
+
+# ------------------------------------------------------------------------------------ features
+class SpreadFeatures:
+    """Incremental features from the verified book and public trades (pure: time is ``ts_ms``).
+
+    Feed :meth:`on_book` after each applied ``orderbook.50`` update and :meth:`on_trade` for each
+    public trade; :meth:`vector` returns the :data:`FEATURES` at time ``ts_ms`` (O(window) worst
+    case, amortised O(1) per event). ``None`` until the book has both sides."""
+
+    def __init__(self, trade_window_ms: int = 5_000, vol_window_ms: int = 30_000, vol_sample_ms: int = 500) -> None:
+        self.trade_window_ms = trade_window_ms
+        self.vol_window_ms = vol_window_ms
+        self.vol_sample_ms = vol_sample_ms
+        self._trades: deque[tuple[int, int, int]] = deque()  # (ts, side, lots)
+        self._buy = 0
+        self._sell = 0
+        self._mids: deque[tuple[int, float]] = deque()  # sampled mids (ticks) on the vol grid
+        self._mid_hist: deque[tuple[int, float]] = deque()  # mid at each book update for the move
+        self._last_sample_ms = -1
+        self._cur_mid = 0.0
+        self._top: tuple[int, int, int, int, int, int] | None = None  # bid, ask, bq1, aq1, bq5, aq5
+
+    def on_book(self, book: OrderBook) -> None:
+        if not book.live:
+            return
+        bb, ba = book.best_bid, book.best_ask
+        if bb is None or ba is None:
+            return
+        b5 = book.bid_levels(5)
+        a5 = book.ask_levels(5)
+        self._top = (bb, ba, b5[0][1], a5[0][1], sum(s for _, s in b5), sum(s for _, s in a5))
+        ts = book.ts_ms
+        mid = 0.5 * (bb + ba)
+        self._mid_hist.append((ts, mid))
+        while self._mid_hist and self._mid_hist[0][0] < ts - self.trade_window_ms - 60_000:
+            self._mid_hist.popleft()
+        self._sample(ts, mid)
+
+    def _sample(self, ts: int, mid: float) -> None:
+        """Mid on a fixed grid of ``vol_sample_ms``: a grid point strictly before ``ts`` gets the mid
+        that was in force then (the previous one), a grid point at ``ts`` the new one."""
+        step = self.vol_sample_ms
+        if self._last_sample_ms < 0:
+            self._last_sample_ms = ts - ts % step
+            self._mids.append((self._last_sample_ms, mid))
+        else:
+            prev = self._cur_mid
+            while self._last_sample_ms + step <= ts:
+                self._last_sample_ms += step
+                self._mids.append((self._last_sample_ms, mid if self._last_sample_ms == ts else prev))
+        self._cur_mid = mid
+        cutoff = ts - self.vol_window_ms
+        while self._mids and self._mids[0][0] < cutoff:
+            self._mids.popleft()
+
+    def on_trade(self, tr: Trade) -> None:
+        self._trades.append((tr.ts_ms, tr.side, tr.qty))
+        if tr.side == BUY:
+            self._buy += tr.qty
+        else:
+            self._sell += tr.qty
+        self._expire(tr.ts_ms)
+
+    def _expire(self, ts: int) -> None:
+        cutoff = ts - self.trade_window_ms
+        tq = self._trades
+        while tq and tq[0][0] <= cutoff:
+            _, side, lots = tq.popleft()
+            if side == BUY:
+                self._buy -= lots
+            else:
+                self._sell -= lots
+
+    def vector(self, ts_ms: int) -> np.ndarray | None:
+        if self._top is None:
+            return None
+        self._expire(ts_ms)
+        bb, ba, bq1, aq1, bq5, aq5 = self._top
+        w = self.trade_window_ms / 1000.0
+        vol = self._buy + self._sell
+        mids = np.fromiter((m for _, m in self._mids), float)
+        rv = float(np.std(np.diff(mids))) / math.sqrt(self.vol_sample_ms / 1000.0) if mids.size > 2 else 0.0
+        now_mid = 0.5 * (bb + ba)
+        past = now_mid
+        for t, m in self._mid_hist:  # oldest first: first mid at or after the window start
+            if t >= ts_ms - self.trade_window_ms:
+                past = m
+                break
+        return np.array([
+            float(ba - bb),
+            (bq1 - aq1) / (bq1 + aq1) if bq1 + aq1 > 0 else 0.0,
+            (bq5 - aq5) / (bq5 + aq5) if bq5 + aq5 > 0 else 0.0,
+            len(self._trades) / w,
+            math.log1p(vol / w),
+            (self._buy - self._sell) / vol if vol > 0 else 0.0,
+            rv,
+            abs(now_mid - past),
+        ])
+
+
+# ------------------------------------------------------------------------------------ dataset
+@dataclass
+class SpreadDataset:
+    """Decision points of a recording: ``t_ms`` (exchange ms), ``X`` features, ``y`` labels (ticks),
+    ``market_spread`` (ticks, the naive baseline), ``pnl`` (risk-adjusted PnL per grid spread)."""
+
+    t_ms: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    market_spread: np.ndarray
+    grid: np.ndarray
+    pnl: np.ndarray
+    bad_frames: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+DEFAULT_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+
+
+def replay_recording(path: str | Path, symbol: str = "BTCUSDT", decision_ms: int = 250, depth: int = 50,
+                     features: SpreadFeatures | None = None):
+    """Replay a recording through :class:`FrameParser` and :class:`OrderBook` (topic
+    ``orderbook.{depth}``). Returns ``(t_ms, X, mids, trades, bad)``: decision times and features,
+    the book mid after every update as an array of ``(ts_ms, mid_ticks)``, trades as an array of
+    ``(ts_ms, side, price_ticks)``, and the number of frames that failed to parse (counted, skipped)."""
+    from daemon.bybit.messages import FrameError, FrameParser
+    from daemon.recording import load_instruments, read_frames
+
+    inst = load_instruments([path], [symbol])
+    parser = FrameParser(inst)
+    book = OrderBook(symbol, depth)
+    book.request_sync("replay")
+    feats = features or SpreadFeatures()
+    ts_list, X_list, mids, trades = [], [], [], []
+    next_dec: int | None = None
+    bad = 0
+
+    def advance(ts: int) -> None:
+        # decisions at grid times strictly before this event: features see only earlier events
+        nonlocal next_dec
+        if next_dec is None:
+            return
+        while next_dec < ts:
+            if book.live:
+                v = feats.vector(next_dec)
+                if v is not None:
+                    ts_list.append(next_dec)
+                    X_list.append(v)
+            next_dec += decision_ms
+
+    for recv_ns, raw in read_frames([path]):
+        try:
+            out = parser.parse(raw, recv_ns)
+        except FrameError:
+            bad += 1
+            continue
+        if not isinstance(out, list):
+            continue
+        for ev in out:
+            if isinstance(ev, BookUpdate):
+                if ev.depth != depth:
+                    continue
+                advance(ev.ts_ms)
+                book.apply(ev)
+                if not book.live:
+                    continue
+                feats.on_book(book)
+                mids.append((ev.ts_ms, 0.5 * (book.best_bid + book.best_ask)))
+                if next_dec is None:
+                    next_dec = ev.ts_ms - ev.ts_ms % decision_ms + decision_ms
+            elif isinstance(ev, Trade):
+                advance(ev.ts_ms)
+                feats.on_trade(ev)
+                trades.append((ev.ts_ms, ev.side, ev.price))
+    X = np.array(X_list, dtype=float).reshape(-1, len(FEATURES))
+    return (np.array(ts_list, dtype=np.int64), X, np.array(mids, dtype=float).reshape(-1, 2),
+            np.array(trades, dtype=float).reshape(-1, 3), bad)
+
+
+def label_optimal_spread(t_ms: np.ndarray, mids: np.ndarray, trades: np.ndarray, horizon_s: float = 1.0,
+                         grid=DEFAULT_GRID, inventory_penalty_ticks: float = 1.0):
+    """Ex-post optimal total spread (ticks) for each decision time (see module docstring).
+    Returns ``(labels, pnl, keep)``: ``pnl[i, j]`` is the risk-adjusted PnL of grid spread ``j`` at
+    decision ``i``; ``keep`` marks decisions whose horizon lies inside the data."""
+    g = np.asarray(grid, dtype=float)
+    H = int(round(horizon_s * 1000))
+    mt, mv = mids[:, 0], mids[:, 1]
+    tt, ts_side, tp = trades[:, 0], trades[:, 1], trades[:, 2]
+    n = len(t_ms)
+    pnl = np.zeros((n, g.size))
+    keep = np.zeros(n, dtype=bool)
+    end = mt[-1] if mt.size else 0
+    for i, t in enumerate(t_ms):
+        if t + H > end:
+            continue
+        k0 = np.searchsorted(mt, t, side="right") - 1
+        kH = np.searchsorted(mt, t + H, side="right") - 1
+        if k0 < 0:
+            continue
+        keep[i] = True
+        m, mH = mv[k0], mv[kH]
+        lo, hi = np.searchsorted(tt, t, side="right"), np.searchsorted(tt, t + H, side="right")
+        side, price = ts_side[lo:hi], tp[lo:hi]
+        sells, buys = price[side != BUY], price[side == BUY]
+        min_sell = sells.min() if sells.size else np.inf
+        max_buy = buys.max() if buys.size else -np.inf
+        bid, ask = m - g / 2, m + g / 2
+        fb = (min_sell <= bid).astype(float)
+        fa = (max_buy >= ask).astype(float)
+        pnl[i] = fb * (mH - bid) + fa * (ask - mH) - inventory_penalty_ticks * np.abs(fb - fa)
+    labels = g[np.argmax(pnl, axis=1)]  # argmax returns the first (narrowest) of ties
+    return labels, pnl, keep
+
+
+def build_dataset(path: str | Path, horizon_s: float = 1.0, decision_ms: int = 250, grid=DEFAULT_GRID,
+                  inventory_penalty_ticks: float = 1.0, symbol: str = "BTCUSDT") -> SpreadDataset:
+    t, X, mids, trades, bad = replay_recording(path, symbol=symbol, decision_ms=decision_ms)
+    if len(t) == 0:
+        raise ValueError(f"recording {str(path)!r}: no decision points (no LIVE orderbook.50 book)")
+    y, pnl, keep = label_optimal_spread(t, mids, trades, horizon_s, grid, inventory_penalty_ticks)
+    ds = SpreadDataset(t[keep], X[keep], y[keep], X[keep, 0], np.asarray(grid, float), pnl[keep], bad)
+    ds.stats = {"decisions": int(keep.sum()), "trades": int(len(trades)), "book_updates": int(len(mids)),
+                "bad_frames": bad, "label_mean": float(ds.y.mean()), "label_median": float(np.median(ds.y))}
+    return ds
+
+
+# ------------------------------------------------------------------------------------ network
+def softplus(z):
+    return np.logaddexp(0.0, z)
+
+
+def sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class MLP:
+    """Two ReLU hidden layers and a softplus output, float64, He initialisation from ``seed``."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, int] = (32, 32), seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        h1, h2 = hidden
+        self.params = {
+            "W1": rng.normal(0, math.sqrt(2.0 / n_in), (n_in, h1)), "b1": np.zeros(h1),
+            "W2": rng.normal(0, math.sqrt(2.0 / h1), (h1, h2)), "b2": np.zeros(h2),
+            "W3": rng.normal(0, math.sqrt(1.0 / h2), (h2, 1)), "b3": np.zeros(1),
+        }
+
+    def forward(self, X: np.ndarray):
+        p = self.params
+        z1 = X @ p["W1"] + p["b1"]
+        a1 = np.maximum(z1, 0.0)
+        z2 = a1 @ p["W2"] + p["b2"]
+        a2 = np.maximum(z2, 0.0)
+        z3 = a2 @ p["W3"] + p["b3"]
+        return softplus(z3)[:, 0], (X, z1, a1, z2, a2, z3)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.forward(np.atleast_2d(X))[0]
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray):
+        """Mean squared error ``mean((s_hat - y)**2)`` and its gradients (backpropagation)."""
+        s, (X, z1, a1, z2, a2, z3) = self.forward(X)
+        n = X.shape[0]
+        d = s - y
+        loss = float(np.mean(d * d))
+        p = self.params
+        g3 = (2.0 / n) * d[:, None] * sigmoid(z3)  # d softplus = sigmoid
+        grads = {"W3": a2.T @ g3, "b3": g3.sum(0)}
+        g2 = (g3 @ p["W3"].T) * (z2 > 0)
+        grads["W2"], grads["b2"] = a1.T @ g2, g2.sum(0)
+        g1 = (g2 @ p["W2"].T) * (z1 > 0)
+        grads["W1"], grads["b1"] = X.T @ g1, g1.sum(0)
+        return loss, grads
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with the paper's defaults beta1=0.9, beta2=0.999, eps=1e-8."""
+
+    def __init__(self, params: dict, lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> None:
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params: dict, grads: dict) -> None:
+        self.t += 1
+        for k in params:
+            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * grads[k]
+            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * grads[k] ** 2
+            mh = self.m[k] / (1 - self.b1**self.t)
+            vh = self.v[k] / (1 - self.b2**self.t)
+            params[k] -= self.lr * mh / (np.sqrt(vh) + self.eps)
+
+
+@dataclass(frozen=True)
+class SpreadTrainConfig:
+    hidden: tuple[int, int] = (32, 32)
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    val_frac: float = 0.2
+    horizon_s: float = 1.0
+    decision_ms: int = 250
+    inventory_penalty_ticks: float = 1.0
+    grid: tuple[int, ...] = DEFAULT_GRID
+
+
+def _errors(pred: np.ndarray, y: np.ndarray) -> dict:
+    d = pred - y
+    return {"mae": float(np.mean(np.abs(d))), "rmse": float(math.sqrt(np.mean(d * d)))}
+
+
+@dataclass
+class SpreadModel:
+    """A trained network plus the feature standardisation. :meth:`predict` returns ticks."""
+
+    net: MLP
+    mean: np.ndarray
+    std: np.ndarray
+    config: SpreadTrainConfig
+    metrics: dict = field(default_factory=dict)
+
+    def predict(self, features) -> np.ndarray | float:
+        """Predicted total spread **in ticks** (> 0) for one feature vector (float) or a matrix of
+        them (array), features ordered as :data:`FEATURES`."""
+        x = np.asarray(features, dtype=float)
+        out = self.net.predict((np.atleast_2d(x) - self.mean) / self.std)
+        return float(out[0]) if x.ndim == 1 else out
+
+    def save(self, path: str | Path) -> None:
+        meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "features": list(FEATURES),
+                "config": asdict(self.config), "metrics": self.metrics}
+        arrays = {k: v for k, v in self.net.params.items()}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                            mean=self.mean, std=self.std, **arrays)
+        Path(path).write_bytes(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SpreadModel":
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ModelLoadError(f"spread model {str(p)!r}: {e.strerror or e}") from None
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                arrays = {k: np.array(z[k], dtype=float) for k in ("W1", "b1", "W2", "b2", "W3", "b3", "mean", "std")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
+            raise ModelLoadError(f"spread model {str(p)!r}: not a readable model (.npz): {type(e).__name__}") from None
+        if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+            raise ModelLoadError(f"spread model {str(p)!r}: wrong format (expected {MODEL_FORMAT!r})")
+        if meta.get("version") != MODEL_VERSION:
+            raise ModelLoadError(f"spread model {str(p)!r}: unsupported version {meta.get('version')!r}"
+                                 f" (this build reads version {MODEL_VERSION})")
+        if meta.get("features") != list(FEATURES):
+            raise ModelLoadError(f"spread model {str(p)!r}: trained on features {meta.get('features')!r},"
+                                 f" this build computes {list(FEATURES)!r}")
+        try:
+            cfgd = dict(meta["config"])
+            cfgd["hidden"] = tuple(cfgd["hidden"])
+            cfgd["grid"] = tuple(cfgd["grid"])
+            cfg = SpreadTrainConfig(**cfgd)
+        except (KeyError, TypeError) as e:
+            raise ModelLoadError(f"spread model {str(p)!r}: bad config: {e}") from None
+        nf = len(FEATURES)
+        h1, h2 = cfg.hidden
+        shapes = {"W1": (nf, h1), "b1": (h1,), "W2": (h1, h2), "b2": (h2,), "W3": (h2, 1), "b3": (1,),
+                  "mean": (nf,), "std": (nf,)}
+        for k, shp in shapes.items():
+            if arrays[k].shape != shp or not np.all(np.isfinite(arrays[k])):
+                raise ModelLoadError(f"spread model {str(p)!r}: array {k} has shape {arrays[k].shape},"
+                                     f" expected {shp}, or non-finite values")
+        if np.any(arrays["std"] <= 0):
+            raise ModelLoadError(f"spread model {str(p)!r}: non-positive feature std")
+        net = MLP(nf, cfg.hidden, cfg.seed)
+        for k in ("W1", "b1", "W2", "b2", "W3", "b3"):
+            net.params[k] = arrays[k]
+        return cls(net, arrays["mean"], arrays["std"], cfg, dict(meta.get("metrics", {})))
+
+
+def split_time_ordered(t_ms: np.ndarray, val_frac: float, purge_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks ``(train, val)``: the first ``1 - val_frac`` of decisions train, then nothing
+    for ``purge_ms`` (labels look ``H`` ahead and would leak), then validation."""
+    n = len(t_ms)
+    cut = int(round(n * (1.0 - val_frac)))
+    if cut <= 0 or cut >= n:
+        raise ValueError("val_frac leaves an empty train or validation set")
+    t_cut = t_ms[cut - 1]
+    train = np.zeros(n, dtype=bool)
+    train[:cut] = True
+    val = t_ms > t_cut + purge_ms
+    if not val.any():
+        raise ValueError("no validation decisions after the purge gap")
+    return train, val
+
+
+def train_spread_model(ds: SpreadDataset, cfg: SpreadTrainConfig = SpreadTrainConfig(), progress=None,
+                       X=None, y=None) -> SpreadModel:
+    """Fit on the time-ordered training part of ``ds``; metrics hold train/val MAE/RMSE (ticks) for
+    the network and the naive baselines, and the loss curve."""
+    tr, va = split_time_ordered(ds.t_ms, cfg.val_frac, int(cfg.horizon_s * 1000))
+    X = ds.X if X is None else X
+    y = ds.y if y is None else y
+    mean = X[tr].mean(0)
+    std = X[tr].std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    Xs = (X - mean) / std
+    net = MLP(X.shape[1], cfg.hidden, cfg.seed)
+    # start the output near the mean label: softplus^-1(mean)
+    ym = float(y[tr].mean())
+    net.params["b3"][:] = math.log(math.expm1(ym)) if ym < 30 else ym
+    opt = Adam(net.params, cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    idx_tr = np.flatnonzero(tr)
+    losses = []
+    for ep in range(cfg.epochs):
+        perm = rng.permutation(idx_tr)
+        for k in range(0, perm.size, cfg.batch_size):
+            b = perm[k:k + cfg.batch_size]
+            _, g = net.loss_and_grads(Xs[b], y[b])
+            opt.step(net.params, g)
+        loss, _ = net.loss_and_grads(Xs[tr], y[tr])
+        losses.append(loss)
+        if progress is not None:
+            progress(ep + 1, cfg.epochs, loss)
+    model = SpreadModel(net, mean, std, cfg)
+    pred = net.predict(Xs)
+    ytr, yva = y[tr], y[va]
+    metrics = {
+        "n_train": int(tr.sum()), "n_val": int(va.sum()),
+        "train": _errors(pred[tr], ytr), "val": _errors(pred[va], yva),
+        "baseline_val": {
+            "const_train_mean": _errors(np.full(yva.size, ytr.mean()), yva),
+            "const_train_median": _errors(np.full(yva.size, np.median(ytr)), yva),
+            "market_spread": _errors(ds.market_spread[va], yva),
+        },
+        "loss_first": losses[0], "loss_last": losses[-1],
+        "dataset": ds.stats,
+    }
+    model.metrics = metrics
+    return model
+
+
+# ------------------------------------------------------------------------------------ quoter
+class NNSpreadAS:
+    """Quoter: the wrapped A-S quoter's reservation price (inventory skew) with the network's
+    total spread. ``features`` is a :class:`SpreadFeatures` the engine feeds with book updates and
+    trades (or any callable ``ts_ms -> feature vector``); the spread in ticks times
+    ``state.tick`` is centred on the A-S reservation price. Falls back to the A-S quote while the
+    features are not ready."""
+
+    name = "avellaneda-nn"
+
+    def __init__(self, as_quoter, spread_model: SpreadModel, features) -> None:
+        self.inner = as_quoter
+        self.model = spread_model
+        self.features = features
+
+    def _vector(self, ts_ms: int):
+        f = self.features
+        return f.vector(ts_ms) if hasattr(f, "vector") else f(ts_ms)
+
+    def quote(self, state: MarketState) -> RawQuote:
+        base = self.inner.quote(state)
+        x = self._vector(state.ts_ms)
+        if x is None:
+            return base
+        spread = self.model.predict(x) * state.tick
+        r = base.reservation
+        bid, ask = r - 0.5 * spread, r + 0.5 * spread
+        return RawQuote(bid, ask, r, state.mid - bid, ask - state.mid, why=f"nn spread {spread / state.tick:.2f}t")
