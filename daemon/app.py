@@ -96,7 +96,7 @@ class App:
                 log.error("fatal", error=str(exc))
                 self.exit_code = 1
             elif exc is not None:
-                log.error("fatal", error=f"{type(exc).__name__}: {exc}")
+                log.error("fatal", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
                 self.exit_code = 1
         stop_wait.cancel()
         await self._shutdown()
@@ -190,10 +190,13 @@ class App:
         self.metrics_port = port
 
     async def _shutdown(self) -> None:
-        # 1. stop quoting and cancel paper orders, 2. flush the ledger, 3. close sockets.
+        # 1. freeze the feed, 2. stop quoting and cancel paper orders, 3. flush the ledger,
+        # 4. close sockets.
+        if self.stream is not None:
+            self.stream.halt()
         if self.runtime is not None:
             try:
-                self.runtime.stop(reason="shutdown")
+                self.runtime.stop(reason="stop")
             except Exception as e:  # pragma: no cover - must not block the exit
                 log.error("runtime_stop_failed", error=str(e))
         if self.stream is not None:

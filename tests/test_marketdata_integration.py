@@ -181,12 +181,14 @@ async def test_stalled_stream_is_detected_by_silence(tmp_path, logs):
         app, task = await start_app(ex, tmp_path, silence_s=0.6, ping_interval_s=5.0)
         ex.inject("stall", seconds=2.0, pongs=True)
         await wait_for(lambda: app.stream.stats["silences"] >= 1, 10, "silence detected")
-        assert not book_of(app).live or app.stream.stats["reconnects"] >= 1
+        await wait_for(lambda: app.stream.stats["reconnects"] >= 1, 10, "reconnect after the silence")
         await wait_for(lambda: book_of(app).live and not ex.stalled, 15, "LIVE again after the stall")
         await assert_books_equal(ex, app)
         assert await stop_app(app, task) == 0
     rc = logs.named("ws_reconnect")
     assert rc and "no frame" in rc[0]["reason"]
+    changes = [(e["old"], e["new"]) for e in logs.named("book_state")]
+    assert ("LIVE", "RESYNCING") in changes  # reported not LIVE while the stream was silent
 
 
 async def test_stall_without_pongs_is_detected_by_pong_timeout(tmp_path, logs):

@@ -61,7 +61,7 @@ class PublicStream:
         cfg: WsConfig | None = None,
         *,
         rng: random.Random | None = None,
-        on_raw: Callable[[bytes | str, int], None] | None = None,
+        on_raw: Callable[[int, bytes | str], None] | None = None,
     ) -> None:
         self.url = url
         self.topics = list(dict.fromkeys(topics))
@@ -113,6 +113,11 @@ class PublicStream:
                 await asyncio.sleep(delay)
         self.on_state("disconnected", "stopped")
 
+    def halt(self) -> None:
+        """Stop delivering frames now (synchronous): nothing reaches ``on_raw``/``on_events``
+        after this call, so a shutdown can cancel orders on a frozen view of the market."""
+        self._stopping = True
+
     async def stop(self) -> None:
         self._stopping = True
         ws = self._ws
@@ -151,7 +156,14 @@ class PublicStream:
             keeper = asyncio.create_task(self._keepalive(ws))
             try:
                 self.on_state("connected", self.url)
-                await self._subscribe(ws, self.topics)
+                sub = asyncio.create_task(self._subscribe(ws, self.topics))
+                await asyncio.wait({sub, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not sub.done():
+                    # the reader ended first: a closed socket (reconnect) or a bug downstream (raise it)
+                    sub.cancel()
+                    reader.result()
+                    raise ConnectionResetError(self._close_reason or "connection closed during subscribe")
+                sub.result()
                 self.connected.set()
                 self.on_state("subscribed", ",".join(self.topics))
                 await reader
@@ -192,11 +204,13 @@ class PublicStream:
         on_raw = self.on_raw
         try:
             async for raw in ws:
+                if self._stopping:
+                    break
                 now = time.monotonic()
                 self._last_frame = now
                 recv_ns = time.time_ns()
                 if on_raw is not None:
-                    on_raw(raw, recv_ns)
+                    on_raw(recv_ns, raw)
                 try:
                     out = parse(raw, recv_ns)
                 except FrameError as e:

@@ -162,8 +162,8 @@ class Engine:
 
     def _on_timer(self, ev: Timer) -> None:
         self.counts["timer"] += 1
-        if ev.ts_ms > self.now_ms:
-            self.now_ms = ev.ts_ms
+        # now_ms stays market time (the max exchange ts seen): the timer's wall clock is only for
+        # the receive-clock staleness check, never for anything that reaches the ledger.
         for sc in self.symbols.values():
             before = sc.book.state
             if sc.book.check_stale(ev.recv_ns, self.book_stale_ms):
@@ -171,7 +171,7 @@ class Engine:
                 self.out.append(Resubscribe([sc.topic], sc.book.reason))
                 self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, sc.book.reason, ev.ts_ms))
                 if sc.strategy is not None:
-                    sc.strategy.on_book_lost(sc.book.reason, ev.ts_ms)
+                    sc.strategy.on_book_lost(sc.book.reason, self.now_ms)  # market time, not the wall clock
             if sc.strategy is not None:
                 sc.strategy.on_timer(ev.ts_ms)
 
@@ -186,7 +186,7 @@ class Engine:
                 if sc.book.state != before:
                     self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, sc.book.reason, ev.ts_ms))
                     if sc.strategy is not None and before == BookState.LIVE:
-                        sc.strategy.on_book_lost(sc.book.reason, ev.ts_ms)
+                        sc.strategy.on_book_lost(sc.book.reason, self.now_ms)  # market time, not the wall clock
         elif ev.state == "connected":
             for s in ev.symbols or tuple(self.symbols):
                 sc = self.symbols.get(s)

@@ -74,6 +74,7 @@ class SymbolStrategy:
         self.decisions = 0
         self.quotes_sent = 0
         self.fills = 0
+        self.fills_buy = 0  # of which our side was BUY (metrics split fills by side)
         self.volume_lots = 0
         self.mid = float("nan")
         self.pulled = ""
@@ -126,6 +127,8 @@ class SymbolStrategy:
         self.cancel_all(ts_ms, f"book not LIVE: {reason}")
 
     def cancel_all(self, ts_ms: int, reason: str) -> None:
+        if self.rt._stopped:
+            return
         self.rt.put(self.venue.cancel_all(ts_ms, reason, None))
         self.last_quote = None
 
@@ -163,7 +166,7 @@ class SymbolStrategy:
         if self.audit_every and self.decisions % self.audit_every == 0:
             rec = self.pipe.audit(f.as_dict())
             if rec is not None:
-                log.info("quote_audit", symbol=sym, **rec)
+                log.info("quote_audit", **rec)  # rec carries "symbol" (passing it twice is a TypeError)
         last = self.last_quote
         if last is not None and last.bid_px == q.bid_px and last.ask_px == q.ask_px and last.bid_qty == q.bid_qty \
                 and last.ask_qty == q.ask_qty:
@@ -275,6 +278,8 @@ class Runtime:
                 st = self.strategies.get(r.symbol)
                 if st is not None:
                     st.fills += 1
+                    if r.side == BUY:
+                        st.fills_buy += 1
                     st.volume_lots += r.qty
                 r = booked
             elif t.__name__ == "Funding":
@@ -326,10 +331,13 @@ class Runtime:
         """Cancel every paper order (journalled)."""
         if self._stopped:
             return
-        self._stopped = True
         ts = self.engine.now_ms
         for st in self.strategies.values():
             st.cancel_all(ts, reason)
+            # Let the cancels land (market time + cancel latency) so the journal ends with no open
+            # orders; deterministic, so live and replay journals still match.
+            self.put(st.venue.advance(ts + self.settings.venue.cancel_latency_ms, None))
+        self._stopped = True
 
     def close(self) -> None:
         if self.ledger is not None:
