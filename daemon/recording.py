@@ -27,6 +27,12 @@ def bundled_recording() -> Path:
     return Path(str(files("daemon") / "data" / BUNDLED))
 
 
+def bundled_adverse_model() -> Path:
+    """The adverse-selection model shipped for the demo: ``mmd train-adverse`` on the first 70% of
+    the bundled recording (validation AUC 0.68 on the last 30%; see docs/models.md)."""
+    return Path(str(files("daemon") / "data" / "adverse_btcusdt.json"))
+
+
 class RecordingError(ValueError):
     """A recording line that is not ``<int recv_ns> <json>``."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.quoter:
         overrides["quoter"] = {"kind": args.quoter}
+    if not os.environ.get("MMD_ADVERSE__MODEL_PATH"):
+        from daemon.recording import bundled_adverse_model
+
+        overrides["adverse"] = {"model_path": str(bundled_adverse_model())}
     if not getattr(args, "log_level", None):
         args.log_level = "warning"
     s = settings_from_args(args, overrides)

@@ -19,7 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = settings_from_args(args, overrides={"ops": {"log_level": "warning"}} if args.json else None)
+    if args.json and not getattr(args, "log_level", None):
+        # quiet logs via the CLI level, not a config override: the config hash (hence the replay's
+        # run id) must not depend on --json, or a re-run would not continue an interrupted run
+        args.log_level = "warning"
+    s = settings_from_args(args)
     from daemon.replay import replay
 
     files = args.files or [str(bundled_recording())]

@@ -388,9 +388,17 @@ class Runtime:
 
 
 def replay_run_id(paths: list, settings: Settings) -> str:
-    """Deterministic run id of a replay: the recordings (names and sizes) and the config hash, so a
-    re-run of the same replay continues (and dedups into) the same journal."""
-    h = hashlib.sha256(settings.config_hash().encode())
+    """Deterministic run id of a replay: the recordings (names and sizes) and the config sections
+    that shape the journal, so a re-run of the same replay continues (and dedups into) the same
+    journal whatever its logging, ports or ledger batching."""
+    import json
+
+    # Only what changes the journal: not ops (logging, ports), ledger path/batching, or endpoints.
+    d = settings.model_dump(mode="json")
+    keep = {k: d[k] for k in ("features", "quoter", "calibration", "inventory", "adverse", "venue", "risk")}
+    keep["market"] = {"symbols": d["market"]["symbols"], "depth": d["market"]["depth"]}
+    keep["mark_interval_ms"] = d["ledger"]["mark_interval_ms"]
+    h = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
     for p in paths:
         h.update(os.path.basename(str(p)).encode())
         try:
