@@ -70,7 +70,7 @@ def replay(
                     sys.stderr.flush()
     finally:
         if runtime is not None:
-            runtime.stop(reason="replay end")
+            runtime.stop(reason="stop")
             runtime.close()
     secs = time.perf_counter() - t0
     if progress:

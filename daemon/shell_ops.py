@@ -27,6 +27,8 @@ class AppOps:
         self._topics = {name: self.metrics.topic(name) for name in _TOPIC.values()}
         self._t0 = 0
         self._errors_seen: dict[str, int] = {}
+        self._records_seen = -1
+        self._counts_seen: dict[str, list[int]] = {}  # symbol -> [quotes, fills buy, fills sell] exported
         self.runtime = OpsRuntime(
             settings.ops,
             self.metrics,
@@ -74,8 +76,32 @@ class AppOps:
         lag = (ev.recv_ns / 1e9 - ts / 1e3) if ts else None
         tm.on_frame(len(events), lag)
         rt = self.app.runtime
-        if rt is not None and rt.quoted_since_check():
-            self.metrics.observe_tick_to_quote((time.perf_counter_ns() - self._t0) / 1e9)
+        if rt is not None:
+            if rt.quoted_since_check():
+                self.metrics.observe_tick_to_quote((time.perf_counter_ns() - self._t0) / 1e9)
+            if rt.records != self._records_seen:  # a quote or a fill journalled something
+                self._records_seen = rt.records
+                self._export_counts(rt)
+
+    def _export_counts(self, rt: Any) -> None:
+        """Advance ``mmd_quotes_total`` / ``mmd_fills_total`` to the strategies' own counters."""
+        for sym, st in rt.strategies.items():
+            seen = self._counts_seen.get(sym)
+            if seen is None:
+                seen = self._counts_seen[sym] = [0, 0, 0]
+            sm = self.metrics.symbol(sym)
+            n = st.quotes_sent - seen[0]
+            if n > 0:
+                sm.quotes.inc(n)
+                seen[0] = st.quotes_sent
+            n = st.fills_buy - seen[1]
+            if n > 0:
+                sm.fill_buy.inc(n)
+                seen[1] = st.fills_buy
+            n = st.fills - st.fills_buy - seen[2]
+            if n > 0:
+                sm.fill_sell.inc(n)
+                seen[2] = st.fills - st.fills_buy
 
     # -- state changes -------------------------------------------------------------------------
 
@@ -106,6 +132,7 @@ class AppOps:
         rt = self.app.runtime
         if rt is not None:
             rt.export_metrics(self.metrics)
+            self._export_counts(rt)
         parts = []
         for sym, row in st.get("symbols", {}).items():
             parts.append(f"{sym} {row.get('book')} {row.get('bid')}/{row.get('ask')}")
