@@ -269,6 +269,9 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.quoter.kind == "rl" and not self.quoter.rl_policy:
             raise ValueError("quoter.kind = 'rl' needs quoter.rl_policy (a policy file from mmd train-rl)")
+        if self.quoter.spread_model == "nn" and (self.quoter.kind != "avellaneda" or not self.quoter.spread_model_path):
+            raise ValueError("quoter.spread_model = 'nn' needs quoter.kind = 'avellaneda' and quoter.spread_model_path "
+                             "(a model file from mmd train-spread)")
         return self
 
     @classmethod

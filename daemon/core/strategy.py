@@ -52,7 +52,15 @@ class SymbolStrategy:
         self.tick = inst.price.step_float
         self.features = FeatureState(inst, s.features)
         self.calib = Calibrator(s.calibration, self.tick)
-        self.pipe = QuotingPipeline.from_settings(s, inst, quoter=rt.make_quoter())
+        quoter = rt.make_quoter()
+        self.spread_features = None
+        if s.quoter.spread_model == "nn":
+            # A-S reservation price with the neural network's total spread (docs/models.md).
+            from daemon.models.spread_nn import NNSpreadAS, SpreadFeatures, SpreadModel
+
+            self.spread_features = SpreadFeatures()
+            quoter = NNSpreadAS(quoter, SpreadModel.load(s.quoter.spread_model_path), self.spread_features)
+        self.pipe = QuotingPipeline.from_settings(s, inst, quoter=quoter)
         self.venue = PaperVenue(
             inst,
             entry_latency_ms=s.venue.entry_latency_ms,
@@ -85,6 +93,8 @@ class SymbolStrategy:
         rt = self.rt
         book = self.sc.book
         self.features.on_book(book, ev)
+        if self.spread_features is not None:
+            self.spread_features.on_book(book)
         rt.pos += 1
         put = rt.put
         put(self.venue.on_book(book))
@@ -105,6 +115,8 @@ class SymbolStrategy:
         rt = self.rt
         rt.pos += 1
         self.features.on_trade(tr)
+        if self.spread_features is not None:
+            self.spread_features.on_trade(tr)
         mid = self.mid
         if mid == mid:
             self.calib.on_trade(tr.ts_ms, tr.price * self.tick, tr.qty * self.sc.inst.qty.step_float, mid, tr.side)
@@ -406,3 +418,35 @@ def replay_run_id(paths: list, settings: Settings) -> str:
         except OSError:
             pass
     return "replay-" + h.hexdigest()[:12]
+
+
+def bench_pipeline(settings: Settings | None = None):
+    """A fresh whole-tick pipeline for ``bench/``: ``step(frame_bytes)`` runs parse -> book ->
+    features -> adverse classifier -> quoter -> risk gate -> paper venue -> inventory (no ledger
+    I/O: records are built and dropped). Uses the bundled adverse model."""
+    from daemon.bybit.messages import FrameError, FrameParser
+    from daemon.config import load_settings
+    from daemon.core.instrument import btcusdt_linear
+    from daemon.recording import bundled_adverse_model
+
+    s = settings or load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model())}})
+    inst = {"BTCUSDT": btcusdt_linear()}
+    engine = Engine(inst, s.market.depth)
+    rt = Runtime.replay(s, engine, ledger_path=None)
+    parser = FrameParser(inst)
+    rt.errors_total = lambda: sum(parser.errors.values())
+    parse = parser.parse
+    on_events = engine.on_events
+
+    def step(frame: bytes) -> None:
+        try:
+            out = parse(frame, 0)
+        except FrameError:
+            return
+        if type(out) is list:
+            on_events(out)
+            if engine.out:
+                engine.out.clear()
+
+    step.runtime = rt  # type: ignore[attr-defined]
+    return step
