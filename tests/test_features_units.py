@@ -120,7 +120,7 @@ def test_empty_side_and_empty_book():
     # every feature is a float and vector() follows the names
     d = fs2.as_dict()
     assert list(d) == list(FEATURE_NAMES)
-    assert fs2.vector(["imbalance_top", "mid"]) == [d["imbalance_top"], d["mid"]]
+    assert list(fs2.vector(["imbalance_top", "mid"])) == [d["imbalance_top"], d["mid"]]
 
 
 def _trade(side, qty, price=1000, ts=1000, block=False):

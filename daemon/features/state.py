@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from operator import attrgetter
 from typing import Iterable
 
 from daemon.config import FeaturesConfig
@@ -103,6 +104,9 @@ DIRECTIONAL_FEATURES: frozenset[str] = frozenset(
 )
 
 _LOG_FIRST_N = 5
+
+
+_GETTERS: dict[tuple, object] = {}
 
 
 def _ms(seconds: float) -> int:
@@ -417,9 +421,14 @@ class FeatureState:
         NaN while fewer than 2 returns exist: callers use their fallback."""
         return self._vol.sigma_price_per_s(ewma)
 
-    def vector(self, names: Iterable[str]) -> list[float]:
-        """Feature values in the order of ``names`` (each one of :data:`FEATURE_NAMES`)."""
-        return [float(getattr(self, n)) for n in names]
+    def vector(self, names: Iterable[str]) -> tuple:
+        """Feature values in the order of ``names`` (each one of :data:`FEATURE_NAMES`). Called on
+        every tick by the classifier: the getter for a given tuple of names is compiled once."""
+        key = names if type(names) is tuple else tuple(names)
+        get = _GETTERS.get(key)
+        if get is None:
+            get = _GETTERS[key] = attrgetter(*key) if len(key) > 1 else (lambda o, _g=attrgetter(*key): (_g(o),))
+        return get(self)
 
     def as_dict(self) -> dict[str, float]:
         """All features by name (for audit logs and datasets)."""
