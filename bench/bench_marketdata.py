@@ -38,7 +38,10 @@ from daemon.bybit.messages import FrameParser  # noqa: E402
 from daemon.core.book import OrderBook  # noqa: E402
 from daemon.core.events import BookUpdate  # noqa: E402
 from daemon.core.instrument import btcusdt_linear  # noqa: E402
+from daemon.logging import configure_logging  # noqa: E402
 from daemon.recording import bundled_recording  # noqa: E402
+
+configure_logging("warning", "json")
 
 ns = time.perf_counter_ns
 
@@ -247,6 +250,28 @@ def s_full_tick(_):
     return bench_pipeline()
 
 
+def memory_growth(frames: list[bytes]) -> dict:
+    """Whole tick over the stream twice in a row on one pipeline: allocated blocks (and traced
+    bytes) after the first pass vs after the second. Bounded state means ~no growth."""
+    import tracemalloc
+
+    step = s_full_tick(None)
+    if step is None:
+        return {}
+    for f in frames:
+        step(f)
+    gc.collect()
+    b1 = sys.getallocatedblocks()
+    tracemalloc.start()
+    for f in frames:
+        step(f)
+    gc.collect()
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    b2 = sys.getallocatedblocks()
+    return {"blocks_pass1": b1, "blocks_pass2": b2, "traced_kib": cur / 1024, "traced_peak_kib": peak / 1024}
+
+
 SUBJECTS = [
     ("orjson.loads (floor)", s_orjson),
     ("mmd parse+book", s_mmd),
@@ -279,8 +304,9 @@ def main() -> int:
             except Exception as e:  # a peer that cannot digest a frame is reported, not hidden
                 rows.append({"name": name, "error": f"{type(e).__name__}: {e}"[:80]})
         results.append((sname, len(frames), rows))
+    mem = memory_growth(streams[1][1]) if args.full else {}
     if args.json:
-        print(json.dumps([{"stream": s, "frames": n, "rows": r} for s, n, r in results]))
+        print(json.dumps({"streams": [{"stream": s, "frames": n, "rows": r} for s, n, r in results], "memory": mem}))
         return 0
     for sname, n, rows in results:
         floor = next(r for r in rows if r["name"].startswith("orjson"))
@@ -298,6 +324,10 @@ def main() -> int:
             ratio = floor["fps"] / r["fps"]
             vs = f"{r['fps'] / best_peer:.1f}x" if best_peer else "-"
             print(f"{r['name']:32} {r['fps']:12,.0f} {r['p50']:9.2f} {r['p99']:9.2f} {r['p999']:9.2f} {ratio:10.2f}x {vs:>12}")
+    if mem:
+        print(f"\nwhole tick, memory over a second pass of the generated stream: allocated blocks "
+              f"{mem['blocks_pass1']:,} -> {mem['blocks_pass2']:,} ({mem['blocks_pass2'] - mem['blocks_pass1']:+,}); "
+              f"traced net {mem['traced_kib']:.0f} KiB (peak {mem['traced_peak_kib']:.0f} KiB)")
     return 0
 
 

@@ -361,6 +361,9 @@ _REPLAY = textwrap.dedent(
     led = open_ledger({path!r}, run="rep", batch_max=3, flush_interval_ms=1)
     for k in range(1000000):
         run_inline(led, n_steps=400, seed=11)  # the same deterministic records again and again
+        # replay backpressure, as daemon.core.strategy.Runtime.put does: a CPU-bound producer
+        # would otherwise starve the writer thread of the GIL
+        led.flush(5)
         print(led.durable_seq, flush=True)
     """
 )
@@ -374,7 +377,9 @@ def test_interrupted_then_restarted_replay_equals_uninterrupted(tmp_path):
         ref_digest = led.journal_digest()
         n_ref = len(led.records())
     crashed = str(tmp_path / "crashed.sqlite")
-    proc = subprocess.Popen([sys.executable, "-c", _REPLAY.format(root=ROOT, path=crashed)], stdout=subprocess.PIPE,
+    # stdout is not read here: a pipe would fill up and block the child (and its writer thread's
+    # log lines) long before it is killed.
+    proc = subprocess.Popen([sys.executable, "-c", _REPLAY.format(root=ROOT, path=crashed)], stdout=subprocess.DEVNULL,
                             text=True)
     try:
         deadline = time.monotonic() + 30
@@ -393,7 +398,6 @@ def test_interrupted_then_restarted_replay_equals_uninterrupted(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
-        proc.stdout.close()
     with open_ledger(crashed, run="rep") as led:
         partial = len(led.records())
         run_inline(led, n_steps=400, seed=11)  # the restarted replay: from the start, same run id

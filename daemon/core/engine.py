@@ -116,9 +116,7 @@ class Engine:
             self.counts["resync"] += 1
             self.out.append(Resubscribe([sc.topic], book.reason))
         if book.state != before:
-            self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, book.state.name, book.reason, ev.ts_ms))
-            if sc.strategy is not None and before == BookState.LIVE:
-                sc.strategy.on_book_lost(book.reason, ev.ts_ms)
+            self._changed(sc, before, ev.ts_ms)
         if sc.strategy is not None and book.state == BookState.LIVE and r != Applied.STALE:
             sc.strategy.on_book(ev)
 
@@ -169,9 +167,7 @@ class Engine:
             if sc.book.check_stale(ev.recv_ns, self.book_stale_ms):
                 self.counts["resync"] += 1
                 self.out.append(Resubscribe([sc.topic], sc.book.reason))
-                self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, sc.book.reason, ev.ts_ms))
-                if sc.strategy is not None:
-                    sc.strategy.on_book_lost(sc.book.reason, self.now_ms)  # market time, not the wall clock
+                self._changed(sc, before, ev.ts_ms)
             if sc.strategy is not None:
                 sc.strategy.on_timer(ev.ts_ms)
 
@@ -184,9 +180,7 @@ class Engine:
                 before = sc.book.state
                 sc.book.invalidate(f"disconnected: {ev.reason}")
                 if sc.book.state != before:
-                    self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, sc.book.reason, ev.ts_ms))
-                    if sc.strategy is not None and before == BookState.LIVE:
-                        sc.strategy.on_book_lost(sc.book.reason, self.now_ms)  # market time, not the wall clock
+                    self._changed(sc, before, ev.ts_ms)
         elif ev.state == "connected":
             for s in ev.symbols or tuple(self.symbols):
                 sc = self.symbols.get(s)
@@ -194,7 +188,15 @@ class Engine:
                     before = sc.book.state
                     sc.book.request_sync("subscribing")
                     if sc.book.state != before:
-                        self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, sc.book.state.name, "subscribing", ev.ts_ms))
+                        self._changed(sc, before, ev.ts_ms)
+
+    def _changed(self, sc: SymbolCore, before: BookState, ts_ms: int) -> None:
+        """One log-worthy state change; a book that stops being LIVE cancels its paper orders,
+        stamped with market time (``now_ms``), never the wall clock of a timer or socket event."""
+        book = sc.book
+        self.out.append(BookStateChanged(sc.symbol, sc.topic, before.name, book.state.name, book.reason, ts_ms))
+        if sc.strategy is not None and before == BookState.LIVE:
+            sc.strategy.on_book_lost(book.reason, self.now_ms)
 
     # -- reads ---------------------------------------------------------------------------------
 
