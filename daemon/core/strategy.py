@@ -107,6 +107,7 @@ class SymbolStrategy:
         put(rt.inventory.on_mid(self.symbol, ts, mid))
         self._decide(ts)
         if self.marks.due(self.symbol, ts):
+            rt.on_mark(self.symbol, mid)
             w = self.venue.working
             put([Mark(f"mark:{self.symbol}:{ts}", self.symbol, ts, mid, w[BUY].price if w[BUY] else None,
                       w[SELL].price if w[SELL] else None, self.venue.position_lots, rt.pos)])
@@ -207,6 +208,11 @@ class Runtime:
         self.quoted = False
         self.errors_total = lambda: 0
         self.strategies: dict[str, SymbolStrategy] = {}
+        from daemon.models.inventory import HedgeRatios
+
+        #: cross-symbol hedge ratios (``[inventory] hedge_symbols``), sampled on the mark clock
+        self.hedge = HedgeRatios.from_config(settings.inventory)
+        self._mark_mids: dict[str, float] = {}
         self.records = 0
         self._stopped = False
 
@@ -303,6 +309,20 @@ class Runtime:
         if led is not None and self.mode == "replay" and led.backlog > 16 * self.settings.ledger.batch_max:
             led.flush(60)  # replay backpressure: results must not depend on writer timing
 
+    def on_mark(self, symbol: str, mid: float) -> None:
+        """A symbol's mark (every ``mark_interval_ms`` of market time): sample the hedge ratios
+        once per reference mark, with the latest mid of every symbol."""
+        self._mark_mids[symbol] = mid
+        if self.hedge is not None and symbol == self.hedge.reference:
+            self.hedge.on_mids(self._mark_mids)
+
+    def hedge_suggestion(self) -> float | None:
+        """Suggested hedge ``q_hedge = -sum beta_i * q_i`` in reference base units (None if off)."""
+        if self.hedge is None:
+            return None
+        positions = {s: self.inventory.position_base(s) for s in self.strategies}
+        return self.hedge.hedge_qty(positions, self._mark_mids)
+
     def ledger_problem(self) -> str | None:
         if self.ledger is None or self.mode == "replay":
             return None
@@ -372,6 +392,7 @@ class Runtime:
             "p_adverse_bid": st.p_bid,
             "p_adverse_ask": st.p_ask,
             "risk": self.gate.reason if self.gate.tripped else "",
+            **({"q_hedge": self.hedge_suggestion(), "beta": self.hedge.beta(sym)} if self.hedge is not None else {}),
         }
 
     def symbol_summary(self, sym: str) -> dict[str, Any]:
