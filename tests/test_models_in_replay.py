@@ -59,3 +59,19 @@ def test_nn_spread_needs_a_model_path():
     r = subprocess.run([sys.executable, "-m", "daemon.cli", "config", "show"], capture_output=True, text=True, env=e,
                        cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "spread_model_path" in r.stderr
+
+
+def test_quote_audit_records_reach_the_ledger(tmp_path):
+    led = tmp_path / "audit.sqlite"
+    mmd("replay", "--ledger", str(led), "--json", "--no-progress", env={"MMD_OPS__AUDIT_EVERY_N": "500"})
+    from daemon.paper.ledger import Ledger
+
+    c = sqlite3.connect(f"file:{led}?mode=ro", uri=True)
+    (run,) = c.execute("SELECT DISTINCT run_id FROM journal").fetchone()
+    c.close()
+    with Ledger.open(str(led), run, "replay") as L:
+        audits = L.records("audit")
+    assert len(audits) == 6352 // 500  # one per 500 decisions (one decision per orderbook.50 update)
+    a = audits[0].record
+    for key in ("sigma", "A", "kappa", "q", "r", "delta_bid", "delta_ask", "raw_bid", "bid_px", "bid_reason", "p_adverse_bid", "features"):
+        assert key in a, key

@@ -34,7 +34,7 @@ from daemon.logging import get_logger
 from daemon.models.calibration import Calibrator
 from daemon.models.quoting import QuotingPipeline
 from daemon.paper.inventory import Inventory, Mark, MarkSampler
-from daemon.paper.ledger import Ledger
+from daemon.paper.ledger import Ledger, QuoteAudit
 from daemon.paper.venue import PaperVenue
 
 log = get_logger("mmd.strategy")
@@ -180,6 +180,7 @@ class SymbolStrategy:
             rec = self.pipe.audit(f.as_dict())
             if rec is not None:
                 log.info("quote_audit", **rec)  # rec carries "symbol" (passing it twice is a TypeError)
+                rt.put([QuoteAudit(f"audit:{sym}:{ts}:{self.decisions}", sym, ts, rec)])
         last = self.last_quote
         if last is not None and last.bid_px == q.bid_px and last.ask_px == q.ask_px and last.bid_qty == q.bid_qty \
                 and last.ask_qty == q.ask_qty:

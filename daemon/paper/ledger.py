@@ -156,8 +156,20 @@ class ResumeRequest(msgspec.Struct, gc=False):
     reason: str = ""
 
 
+class QuoteAudit(msgspec.Struct, gc=False):
+    """One explainable quote decision (``[ops] audit_every_n``): the record built by
+    :func:`daemon.models.quoting.audit_record` (features, p_adverse, sigma, A, kappa, q, r, deltas,
+    raw and final prices, why a side was pulled), journalled as kind ``audit``."""
+
+    audit_id: str
+    symbol: str
+    ts_ms: int
+    record: dict
+
+
 # record type -> (kind, id attribute, symbol getter, ts getter, pos getter)
 _KINDS: dict[type, tuple[str, str]] = {
+    QuoteAudit: ("audit", "audit_id"),
     BookedFill: ("fill", "fill_id"),
     OrderEvent: ("order", "event_id"),
     Funding: ("funding", "funding_id"),
