@@ -82,6 +82,7 @@ class App:
             await self._start()
         except StartupError as e:
             log.error("startup_failed", error=str(e))
+            self.exit_code = 1
             await self._shutdown()
             return 1
         stream_task = asyncio.create_task(self.stream.run(), name="stream")  # type: ignore[union-attr]

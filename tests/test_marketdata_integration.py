@@ -233,3 +233,4 @@ async def test_unknown_symbol_fails_startup_with_one_line(tmp_path, logs):
     assert rc == 1
     (e,) = logs.named("startup_failed")
     assert "NOPEUSDT" in e["error"]
+    assert logs.named("stopped")[-1]["exit_code"] == 1
