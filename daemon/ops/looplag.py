@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from daemon.logging import get_logger
+from daemon.ops.tasks import cancel_and_wait
 
 log = get_logger("daemon.ops.looplag")
 
@@ -66,12 +67,7 @@ class LoopLagMonitor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     def current_lag_s(self) -> float:
         """Lag now (seconds, >= 0): the last sample, or the overdue time of the next one if larger."""

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable, Mapping
 
 from daemon.logging import get_logger
+from daemon.ops.tasks import cancel_and_wait
 
 log = get_logger("daemon.ops.systemd")
 
@@ -173,12 +174,7 @@ class Watchdog:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     def ping_once(self) -> bool:
         if self.alive is not None:
