@@ -116,19 +116,34 @@ _env_dec = msgspec.json.Decoder(_Envelope)
 _cmd_dec = msgspec.json.Decoder(_CommandData)
 
 _BOOK, _TRADE, _TICKER, _KLINE = 1, 2, 3, 4
+_SIDES = {"Buy": BUY, "Sell": SELL}
 
 
 class _GridCache(dict):
-    """``str -> int`` grid cache whose misses parse (``cache[s]`` is one C-level lookup on a hit)."""
+    """``str -> int`` grid cache whose misses parse (``cache[s]`` is one C-level lookup on a hit).
 
-    __slots__ = ("_parse",)
+    The miss path inlines the grid's fast case (exactly the grid's decimals, ASCII digits, on the
+    grid) and defers everything else to :meth:`Grid._parse` (which raises for bad input)."""
 
-    def __init__(self, parse) -> None:
+    __slots__ = ("_grid",)
+
+    def __init__(self, grid) -> None:
         super().__init__()
-        self._parse = parse
+        self._grid = grid
 
     def __missing__(self, s: str) -> int:
-        v = self._parse(s)
+        g = self._grid
+        i = s.find(".")
+        if i > 0 and len(s) - i - 1 == g.decimals:
+            t = s[:i] + s[i + 1 :]
+            if t.isdigit() and t.isascii():
+                v, r = divmod(int(t), g.units)
+                if r:
+                    v = g._parse(s)  # raises OffGridError
+            else:
+                v = g._parse(s)
+        else:
+            v = g._parse(s)
         if len(self) >= 65536:
             self.clear()
         self[s] = v
@@ -159,8 +174,8 @@ class FrameParser:
         self._routes: dict[type, tuple] = {}
         types = []
         for sym, inst in instruments.items():
-            pc = _GridCache(inst.price._parse)
-            qc = _GridCache(inst.qty._parse)
+            pc = _GridCache(inst.price)
+            qc = _GridCache(inst.qty)
             for depth in BOOK_DEPTHS:
                 types.append(self._route(f"orderbook.{depth}.{sym}", _BookData, (_BOOK, depth, sym, pc, qc)))
             types.append(self._route(f"publicTrade.{sym}", list[_TradeRow], (_TRADE, 0, sym, pc, qc)))
@@ -217,13 +232,9 @@ class FrameParser:
                 self.frames["publicTrade"] += 1
                 out = []
                 for r in data:
-                    side = r.S
-                    if side == "Buy":
-                        sd = BUY
-                    elif side == "Sell":
-                        sd = SELL
-                    else:
-                        raise FrameError("bad_value", f"publicTrade: side {side!r}")
+                    sd = _SIDES.get(r.S)
+                    if sd is None:
+                        raise FrameError("bad_value", f"publicTrade: side {r.S!r}")
                     if r.s != symbol:
                         raise FrameError("bad_value", f"publicTrade: s {r.s!r} != topic symbol {symbol!r}")
                     out.append(Trade(symbol, sd, pc[r.p], qc[r.v], r.i, r.seq, r.T, recv_ns, r.BT))

@@ -212,8 +212,10 @@ class OrderBook:
     def _load(self, ev: BookUpdate) -> None:
         bids = {p: s for p, s in ev.bids if s > 0}
         asks = {p: s for p, s in ev.asks if s > 0}
-        bk = sorted(-p for p in bids)
-        ak = sorted(asks)
+        bk = [-p for p in bids]
+        bk.sort()
+        ak = list(asks)
+        ak.sort()
         if len(bk) > self.depth:
             self._trim(bids, bk, -1)
         if len(ak) > self.depth:
