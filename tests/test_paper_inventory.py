@@ -94,3 +94,19 @@ def test_mark_sampler():
     assert s.due("Y", 2500)
     with pytest.raises(ValueError):
         MarkSampler(0)
+
+
+def test_fill_id_memory_is_bounded(monkeypatch):
+    import daemon.paper.inventory as invmod
+    from daemon.core.events import BUY, Fill
+    from daemon.core.instrument import btcusdt_linear
+
+    monkeypatch.setattr(invmod, "SEEN_MAX", 5)
+    ins = btcusdt_linear()
+    inv = invmod.Inventory({ins.symbol: ins})
+    inv.on_mid(ins.symbol, 1, 60000.0)
+    for k in range(8):
+        assert inv.apply_fill(Fill(f"f{k}", ins.symbol, "o", BUY, 600000, 1, 0.0, f"t{k}", 2 + k)) is not None
+    assert len(inv._seen) == 5
+    assert inv.apply_fill(Fill("f7", ins.symbol, "o", BUY, 600000, 1, 0.0, "t7", 20)) is None  # recent: still a duplicate
+    assert inv.books[ins.symbol].position_lots == 8

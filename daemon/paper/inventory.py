@@ -130,6 +130,10 @@ class PnlBreakdown(msgspec.Struct, frozen=True):
     total: float
 
 
+#: how many recent fill/funding ids the in-memory fold remembers for idempotence
+SEEN_MAX = 200_000
+
+
 class Inventory:
     """Positions, cash and PnL attribution over many symbols (pure fold)."""
 
@@ -137,7 +141,10 @@ class Inventory:
         self.instruments = dict(instruments)
         self.horizons_ms = tuple(horizons_ms)
         self.books: dict[str, SymbolPnl] = {s: SymbolPnl(s) for s in self.instruments}
-        self._seen: set[str] = set()
+        #: ids of booked fills/funding, most recent ``SEEN_MAX`` (insertion-ordered, oldest evicted):
+        #: bounded like the venue's trade-id memory; the ledger's UNIQUE(run_id, rec_id) stays the
+        #: authority for the whole journal
+        self._seen: dict[str, None] = {}
         self._pending: dict[str, dict[int, deque]] = {s: {h: deque() for h in self.horizons_ms} for s in self.instruments}
         self._prev_mid: dict[str, float] = {}
         self.duplicates = 0
@@ -188,8 +195,14 @@ class Inventory:
         self._book(bf)
         return bf
 
+    def _remember(self, rec_id: str) -> None:
+        seen = self._seen
+        seen[rec_id] = None
+        if len(seen) > SEEN_MAX:
+            del seen[next(iter(seen))]
+
     def _book(self, f: BookedFill) -> None:
-        self._seen.add(f.fill_id)
+        self._remember(f.fill_id)
         ins = self.instruments[f.symbol]
         b = self.books[f.symbol]
         px = ins.price.to_float(f.price)
@@ -226,7 +239,7 @@ class Inventory:
         if fnd.funding_id in self._seen:
             self.duplicates += 1
             return False
-        self._seen.add(fnd.funding_id)
+        self._remember(fnd.funding_id)
         b = self.books[fnd.symbol]
         b.funding += fnd.payment
         b.cash -= fnd.payment
