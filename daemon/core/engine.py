@@ -57,6 +57,8 @@ class SymbolCore:
         self.last_trade: Trade | None = None
         self.trades = 0
         self.strategy: Any = None
+        #: receive time (ns) since which the book has been waiting for a snapshot (None = not waiting)
+        self.waiting_since_ns: int | None = None
 
     @property
     def mid_ticks2(self) -> int | None:
@@ -162,12 +164,24 @@ class Engine:
         self.counts["timer"] += 1
         # now_ms stays market time (the max exchange ts seen): the timer's wall clock is only for
         # the receive-clock staleness check, never for anything that reaches the ledger.
+        stale_ns = self.book_stale_ms * 1_000_000
         for sc in self.symbols.values():
-            before = sc.book.state
-            if sc.book.check_stale(ev.recv_ns, self.book_stale_ms):
+            book = sc.book
+            before = book.state
+            if book.check_stale(ev.recv_ns, self.book_stale_ms):
                 self.counts["resync"] += 1
-                self.out.append(Resubscribe([sc.topic], sc.book.reason))
+                self.out.append(Resubscribe([sc.topic], book.reason))
                 self._changed(sc, before, ev.ts_ms)
+            # A book that waits for a snapshot (SYNCING/RESYNCING) longer than the stale limit asks
+            # again: a resubscribe whose snapshot never came must not leave it stuck for good.
+            if book.state == BookState.LIVE or book.state == BookState.EMPTY:
+                sc.waiting_since_ns = None
+            elif sc.waiting_since_ns is None:
+                sc.waiting_since_ns = ev.recv_ns
+            elif ev.recv_ns - sc.waiting_since_ns > stale_ns:
+                sc.waiting_since_ns = ev.recv_ns
+                self.counts["resync"] += 1
+                self.out.append(Resubscribe([sc.topic], f"no snapshot for {self.book_stale_ms} ms ({book.reason})"))
             if sc.strategy is not None:
                 sc.strategy.on_timer(ev.ts_ms)
 
