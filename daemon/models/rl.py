@@ -58,17 +58,15 @@ References: seed chapter "Reinforcement Learning for Optimal Quoting" (Q-learnin
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from daemon.models import npzfile
 from daemon.models.base import MarketState, RawQuote
 
 POLICY_FORMAT = "mmd-rl-qpolicy"
@@ -215,34 +213,15 @@ class QPolicy:
         ``q_table``, ``visits``."""
         meta = {"format": POLICY_FORMAT, "version": POLICY_VERSION, "config": asdict(self.config),
                 "metrics": self.metrics, "shape": list(self.q_table.shape)}
-        buf = io.BytesIO()
-        np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                            q_table=self.q_table, visits=self.visits)
-        Path(path).write_bytes(buf.getvalue())
+        npzfile.write(path, meta, {"q_table": self.q_table, "visits": self.visits})
 
     @classmethod
     def load(cls, path: str | Path) -> "QPolicy":
         """Read a file written by :meth:`save`; any problem raises :class:`PolicyLoadError` (one line)."""
         p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            raise PolicyLoadError(f"policy file {str(p)!r}: {e.strerror or e}") from None
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                q_table = np.array(z["q_table"], dtype=float)
-                visits = np.array(z["visits"], dtype=np.int64)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
-            raise PolicyLoadError(f"policy file {str(p)!r}: not a readable policy (.npz) file: "
-                                  f"{type(e).__name__}") from None
-        if not isinstance(meta, dict) or meta.get("format") != POLICY_FORMAT:
-            raise PolicyLoadError(f"policy file {str(p)!r}: wrong format {meta.get('format')!r}"
-                                  f" (expected {POLICY_FORMAT!r})" if isinstance(meta, dict) else
-                                  f"policy file {str(p)!r}: bad metadata")
-        if meta.get("version") != POLICY_VERSION:
-            raise PolicyLoadError(f"policy file {str(p)!r}: unsupported version {meta.get('version')!r}"
-                                  f" (this build reads version {POLICY_VERSION})")
+        meta, arr = npzfile.read(p, what="policy file", kind="policy", error=PolicyLoadError, fmt=POLICY_FORMAT,
+                                 version=POLICY_VERSION, arrays={"q_table": float, "visits": np.int64})
+        q_table, visits = arr["q_table"], arr["visits"]
         try:
             cfgd = dict(meta["config"])
             for key in ("vol_edges", "ofi_edges", "half_mults", "skew_mults"):

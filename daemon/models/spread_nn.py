@@ -30,10 +30,7 @@ purge gap of ``H`` seconds, then validation), MAE/RMSE in ticks against the naiv
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +39,7 @@ import numpy as np
 
 from daemon.core.book import OrderBook
 from daemon.core.events import BUY, BookUpdate, Trade
+from daemon.models import npzfile
 from daemon.models.base import MarketState, RawQuote
 
 MODEL_FORMAT = "mmd-spread-nn"
@@ -397,29 +395,14 @@ class SpreadModel:
         meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "features": list(FEATURES),
                 "config": asdict(self.config), "metrics": self.metrics}
         arrays = {k: v for k, v in self.net.params.items()}
-        buf = io.BytesIO()
-        np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                            mean=self.mean, std=self.std, **arrays)
-        Path(path).write_bytes(buf.getvalue())
+        npzfile.write(path, meta, {"mean": self.mean, "std": self.std, **arrays})
 
     @classmethod
     def load(cls, path: str | Path) -> "SpreadModel":
         p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            raise ModelLoadError(f"spread model {str(p)!r}: {e.strerror or e}") from None
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                arrays = {k: np.array(z[k], dtype=float) for k in ("W1", "b1", "W2", "b2", "W3", "b3", "mean", "std")}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
-            raise ModelLoadError(f"spread model {str(p)!r}: not a readable model (.npz): {type(e).__name__}") from None
-        if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            raise ModelLoadError(f"spread model {str(p)!r}: wrong format (expected {MODEL_FORMAT!r})")
-        if meta.get("version") != MODEL_VERSION:
-            raise ModelLoadError(f"spread model {str(p)!r}: unsupported version {meta.get('version')!r}"
-                                 f" (this build reads version {MODEL_VERSION})")
+        meta, arrays = npzfile.read(p, what="spread model", kind="model", error=ModelLoadError, fmt=MODEL_FORMAT,
+                                    version=MODEL_VERSION,
+                                    arrays={k: float for k in ("W1", "b1", "W2", "b2", "W3", "b3", "mean", "std")})
         if meta.get("features") != list(FEATURES):
             raise ModelLoadError(f"spread model {str(p)!r}: trained on features {meta.get('features')!r},"
                                  f" this build computes {list(FEATURES)!r}")
