@@ -187,6 +187,7 @@ class AdverseConfig(_Section):
     """Adverse-selection gate: model file, threshold, what to do above it."""
 
     model_path: str | None = None
+    #: p_adverse above which a side is widened/pulled; None = the model file's own threshold
     threshold: float | None = Field(None, ge=0, le=1)
     action: Literal["widen", "pull"] = "widen"
     widen_factor: float = Field(2.0, ge=1)

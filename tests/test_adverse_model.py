@@ -219,3 +219,25 @@ def test_load_rejects_bad_z_clip(tmp_path):
     d["scaler"]["z_clip"] = -1
     with pytest.raises(ModelLoadError, match="z_clip"):
         AdverseModel.load(_write(tmp_path, d))
+
+
+def test_runtime_gate_uses_the_model_threshold_when_none_is_configured():
+    """`[adverse] model_path` alone (no `threshold`) must arm the gate with the model file's own
+    threshold: over the recording, some decisions pull a side for adverse selection."""
+    import gzip
+
+    from daemon.config import load_settings
+    from daemon.core.strategy import bench_pipeline
+    from daemon.recording import bundled_adverse_model, bundled_recording
+
+    s = load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model()), "action": "pull"}})
+    assert s.adverse.threshold is None
+    step = bench_pipeline(s)
+    st = step.runtime.strategies["BTCUSDT"]
+    assert st.pipe.adverse.threshold == step.runtime.adverse.threshold
+    pulled = 0
+    for line in gzip.open(bundled_recording(), "rb"):
+        step(line.split(b" ", 1)[1])
+        if "adverse_pull" in st.pulled:
+            pulled += 1
+    assert pulled > 100

@@ -61,6 +61,9 @@ class SymbolStrategy:
             self.spread_features = SpreadFeatures()
             quoter = NNSpreadAS(quoter, SpreadModel.load(s.quoter.spread_model_path), self.spread_features)
         self.pipe = QuotingPipeline.from_settings(s, inst, quoter=quoter)
+        if rt.adverse is not None and self.pipe.adverse is not None and self.pipe.adverse.threshold is None:
+            # No [adverse] threshold configured: the gate uses the model file's own threshold.
+            self.pipe.adverse = self.pipe.adverse.model_copy(update={"threshold": rt.adverse.threshold})
         self.venue = PaperVenue(
             inst,
             entry_latency_ms=s.venue.entry_latency_ms,
