@@ -145,6 +145,18 @@ class OrderBook:
         a = self.asks
         return [(k, a[k]) for k in keys]
 
+    def top_depth(self, k: int) -> tuple[int, int]:
+        """Sizes (lots) summed over the top ``k`` levels of each side: ``(bid_lots, ask_lots)``."""
+        b = self.bids
+        a = self.asks
+        vb = 0
+        for p in self._bid_keys[:k]:
+            vb += b[-p]
+        va = 0
+        for p in self._ask_keys[:k]:
+            va += a[p]
+        return vb, va
+
     def bid_prices(self) -> list[int]:
         """All bid prices, best first (a new list)."""
         return [-k for k in self._bid_keys]

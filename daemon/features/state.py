@@ -192,13 +192,7 @@ class FeatureState:
         ba = book.best_ask
         qb = book.best_bid_size()
         qa = book.best_ask_size()
-        k = self.top_k
-        vb = 0
-        for p, s in book.bid_levels(k):
-            vb += s
-        va = 0
-        for p, s in book.ask_levels(k):
-            va += s
+        vb, va = book.top_depth(self.top_k)
         self.best_bid, self.best_ask = bb, ba
         self.bid_size, self.ask_size = qb, qa
         self.bid_depth_lots, self.ask_depth_lots = vb, va
