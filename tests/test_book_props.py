@@ -6,11 +6,16 @@ sort on every read, and its own sequencing rules straight from PROTOCOL.md §2.3
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.core.book import Applied, BookState, OrderBook
+from daemon.core.book import Applied, BookState, PyOrderBook, fastbook
 from daemon.core.events import BookUpdate
+
+#: every implementation of the book runs every test: the Python reference and the C one (when built)
+BOOKS = [pytest.param(PyOrderBook, id="python")] + ([pytest.param(fastbook.OrderBook, id="c")] if fastbook else [])
+books = pytest.mark.parametrize("OrderBook", BOOKS)
 
 
 class NaiveBook:
@@ -108,7 +113,8 @@ def valid_stream(draw):
 
 @settings(max_examples=300, deadline=None)
 @given(valid_stream())
-def test_valid_streams_match_naive_book(stream):
+@books
+def test_valid_streams_match_naive_book(OrderBook, stream):
     depth, frames = stream
     book = OrderBook("X", depth)
     ref = NaiveBook(depth)
@@ -147,7 +153,8 @@ def any_stream(draw):
 
 @settings(max_examples=400, deadline=None)
 @given(any_stream())
-def test_invalid_streams_never_leave_a_wrong_live_book(stream):
+@books
+def test_invalid_streams_never_leave_a_wrong_live_book(OrderBook, stream):
     depth, frames = stream
     book = OrderBook("X", depth)
     ref = NaiveBook(depth)
@@ -165,7 +172,8 @@ def test_invalid_streams_never_leave_a_wrong_live_book(stream):
             assert book.state == BookState.RESYNCING
 
 
-def test_gap_then_snapshot_recovers():
+@books
+def test_gap_then_snapshot_recovers(OrderBook):
     book = OrderBook("X", 5)
     book.request_sync()
     assert book.state == BookState.SYNCING
@@ -179,7 +187,8 @@ def test_gap_then_snapshot_recovers():
     assert book.live and book.best_bid == 99 and book.best_ask == 100
 
 
-def test_crossed_delta_and_seq_backwards_resync():
+@books
+def test_crossed_delta_and_seq_backwards_resync(OrderBook):
     book = OrderBook("X", 5)
     book.apply(_ev(True, [(99, 1)], [(101, 1)], 10, seq=500))
     assert book.apply(_ev(False, [(101, 1)], [], 11, seq=501)) == Applied.CROSSED
@@ -189,7 +198,8 @@ def test_crossed_delta_and_seq_backwards_resync():
     assert not book.live
 
 
-def test_u1_resets_and_delete_of_absent_level_is_ignored():
+@books
+def test_u1_resets_and_delete_of_absent_level_is_ignored(OrderBook):
     book = OrderBook("X", 5)
     book.apply(_ev(True, [(99, 1), (98, 1)], [(101, 1)], 10))
     assert book.apply(_ev(False, [(50, 0)], [(200, 0)], 11)) == Applied.OK
@@ -197,7 +207,8 @@ def test_u1_resets_and_delete_of_absent_level_is_ignored():
     assert book.bid_levels() == [(90, 4)] and book.ask_levels() == [(110, 4)]
 
 
-def test_stale_check_uses_the_receive_clock():
+@books
+def test_stale_check_uses_the_receive_clock(OrderBook):
     book = OrderBook("X", 5)
     book.apply(_ev(True, [(99, 1)], [(101, 1)], 10))  # recv_ns = 10
     assert not book.check_stale(now_ns=10 + 1_000_000_000, max_age_ms=1000)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.bybit.messages import FrameParser
-from daemon.core.book import Applied, OrderBook
+from daemon.core.book import Applied, PyOrderBook, fastbook
 from daemon.core.events import BookUpdate, Trade
 from daemon.core.instrument import btcusdt_linear
 
@@ -23,7 +23,8 @@ def lines() -> list[bytes]:
     return gzip.open(REC, "rb").read().splitlines()
 
 
-def test_recording_through_book_matches_independent_recomputation(lines):
+@pytest.mark.parametrize("OrderBook", [PyOrderBook] + ([fastbook.OrderBook] if fastbook else []), ids=["python", "c"][: 1 + bool(fastbook)])
+def test_recording_through_book_matches_independent_recomputation(lines, OrderBook):
     inst = btcusdt_linear()
     parser = FrameParser({"BTCUSDT": inst})
     book = OrderBook("BTCUSDT", 50)
@@ -58,7 +59,7 @@ def test_recording_through_book_matches_independent_recomputation(lines):
                 else:
                     ref[Decimal(p)] = Decimal(s)
         assert book.live
-        assert len(book.bids) == 50 and len(book.asks) == 50, i
+        assert len(book.bid_prices()) == 50 and len(book.ask_prices()) == 50, i
         assert book.best_bid < book.best_ask
         if n50 % 97 == 0 or n50 == 6352:
             checkpoints += 1

@@ -78,6 +78,9 @@ def test_kline_frame(parser):
 BAD = [
     ("malformed_json", b'{"topic":"orderbook.50.BTCUSDT","type":"delta","da'),
     ("malformed_json", b"\xff\xfe garbage"),
+    # invalid UTF-8 inside a string value of an otherwise valid frame (msgspec raises UnicodeDecodeError)
+    ("malformed_json", b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTC\xffUSDT","b":[],"a":[],"u":2}}'),
+    ("malformed_json", b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"T":1,"s":"BTCUSDT","S":"Buy","v":"1","p":"1.0","i":"\xff"}]}'),
     ("not_an_object", b'[1,2,3]'),
     ("unknown_topic", b'{"topic":"liquidation.BTCUSDT","type":"snapshot","ts":1,"data":{}}'),
     ("unknown_symbol", b'{"topic":"orderbook.50.ETHUSDT","type":"snapshot","ts":1,"data":{"s":"ETHUSDT","b":[],"a":[],"u":1}}'),

@@ -6,9 +6,18 @@ for an ack / pong / error reply. Anything wrong with a frame raises :class:`Fram
 ``kind`` is one of :data:`ERROR_KINDS`; the parser also counts errors per kind in
 :attr:`FrameParser.errors` so the shell, replay and the exchange tests share one set of counters.
 
-Decoding uses ``msgspec`` in two stages: the envelope (``topic``, ``type``, ``ts``, ``cts``, control
-keys) with ``data`` kept raw, then ``data`` with a decoder typed for the topic. Prices and sizes go
-straight from Bybit's decimal strings to integer ticks/lots through the instrument's cached grid.
+Decoding, fastest first:
+
+1. orderbook frames: the C scanner (``daemon/core/_fastbook.c``, when built) reads a plain, valid
+   frame of a configured symbol straight into a :class:`BookUpdate` whose sides are packed int
+   levels; it declines (returns None) anything else, which then takes the paths below;
+2. data frames: one ``msgspec`` decode into a struct chosen by the ``topic`` value (a tagged union);
+3. everything the union rejects: a loose envelope decode that recognises control replies or
+   classifies the problem into an error kind.
+
+Prices and sizes go straight from Bybit's decimal strings to integer ticks/lots (the C scanner's
+own exact conversion, or the instrument's cached grid); both refuse off-grid values and values of
+2**62 steps or more.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from typing import Union
 import msgspec
 
 from daemon.core.events import BUY, SELL, BookUpdate, Kline, TickerUpdate, Trade
-from daemon.core.instrument import Instrument
+from daemon.core.book import fastbook
+from daemon.core.instrument import VALUE_LIMIT, Instrument
 
 #: Default cap on one frame's size in bytes (a full 1000-level snapshot is ~60 KB).
 MAX_FRAME_BYTES = 4 * 1024 * 1024
@@ -138,8 +148,8 @@ class _GridCache(dict):
             t = s[:i] + s[i + 1 :]
             if t.isdigit() and t.isascii():
                 v, r = divmod(int(t), g.units)
-                if r:
-                    v = g._parse(s)  # raises OffGridError
+                if r or v >= VALUE_LIMIT:
+                    v = g._parse(s)  # raises OffGridError / out of range
             else:
                 v = g._parse(s)
         else:
@@ -170,8 +180,14 @@ class FrameParser:
         self.instruments = instruments
         self.max_frame_bytes = max_frame_bytes
         self.errors: Counter[str] = Counter()
-        self.frames: Counter[str] = Counter()  # by topic kind: orderbook, publicTrade, ...
+        self._frames: Counter[str] = Counter()  # by topic kind: orderbook, publicTrade, ...
         self._routes: dict[type, tuple] = {}
+        #: C scanner for plain orderbook frames (None: pure-Python build or MMD_PURE_PYTHON)
+        self._scanner = None
+        if fastbook is not None and instruments:
+            grids = {s: (i.price.decimals, i.price.units, i.qty.decimals, i.qty.units) for s, i in instruments.items()}
+            self._scanner = fastbook.Scanner(grids, BookUpdate, BOOK_DEPTHS)
+        self._scan = self._scanner.scan if self._scanner is not None else None
         types = []
         for sym, inst in instruments.items():
             pc = _GridCache(inst.price)
@@ -183,6 +199,14 @@ class FrameParser:
             for iv in KLINE_INTERVALS:
                 types.append(self._route(f"kline.{iv}.{sym}", list[_KlineRow], (_KLINE, 0, sym, pc, qc)))
         self._fast = msgspec.json.Decoder(Union[tuple(types)]) if types else None  # type: ignore[valid-type]
+
+    @property
+    def frames(self) -> Counter:
+        """Data frames parsed, by topic kind (``orderbook``, ``publicTrade``, ``tickers``, ``kline``)."""
+        c = Counter(self._frames)
+        if self._scanner is not None and self._scanner.frames:
+            c["orderbook"] += self._scanner.frames
+        return c
 
     def _route(self, topic: str, data_type: object, info: tuple) -> type:
         name = "F_" + topic.replace(".", "_")
@@ -203,9 +227,16 @@ class FrameParser:
         Raises :class:`FrameError` (and counts it) for anything unusable."""
         if len(raw) > self.max_frame_bytes:
             return self._fail(FrameError("too_large", f"{len(raw)} bytes > cap {self.max_frame_bytes}"), raw)
+        scan = self._scan
+        if scan is not None:
+            # C fast path: a plain, valid orderbook frame of a configured symbol -> [BookUpdate];
+            # None for anything else (which the msgspec path below decodes or classifies).
+            out = scan(raw, recv_ns)
+            if out is not None:
+                return out
         try:
             msg = self._fast.decode(raw)  # type: ignore[union-attr]
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, AttributeError, UnicodeDecodeError):
             try:
                 return self._slow(raw)
             except FrameError as e:
@@ -214,7 +245,7 @@ class FrameParser:
             kind, depth, symbol, pc, qc = self._routes[type(msg)]
             data = msg.data
             if kind == _BOOK:
-                self.frames["orderbook"] += 1
+                self._frames["orderbook"] += 1
                 typ = msg.type
                 if typ != "snapshot" and typ != "delta":
                     raise FrameError("bad_value", f"orderbook: type {typ!r}")
@@ -229,7 +260,7 @@ class FrameParser:
                     )
                 ]
             if kind == _TRADE:
-                self.frames["publicTrade"] += 1
+                self._frames["publicTrade"] += 1
                 out = []
                 for r in data:
                     sd = _SIDES.get(r.S)
@@ -240,11 +271,11 @@ class FrameParser:
                     out.append(Trade(symbol, sd, pc[r.p], qc[r.v], r.i, r.seq, r.T, recv_ns, r.BT))
                 return out
             if kind == _TICKER:
-                self.frames["tickers"] += 1
+                self._frames["tickers"] += 1
                 if data.get("symbol", symbol) != symbol:
                     raise FrameError("bad_value", f"tickers: symbol {data.get('symbol')!r} != {symbol!r}")
                 return [TickerUpdate(symbol, msg.type == "snapshot", data, msg.ts, recv_ns)]
-            self.frames["kline"] += 1
+            self._frames["kline"] += 1
             return [
                 Kline(symbol, r.interval, r.start, r.end, pc[r.open], pc[r.high], pc[r.low], pc[r.close],
                       float(r.volume), r.confirm, msg.ts, recv_ns)
@@ -270,6 +301,8 @@ class FrameParser:
             raise FrameError(kind, str(e)) from None
         except msgspec.DecodeError as e:
             raise FrameError("malformed_json", str(e)) from None
+        except UnicodeDecodeError as e:  # msgspec raises it for invalid UTF-8 inside a string
+            raise FrameError("malformed_json", f"invalid UTF-8: {e}") from None
         topic = env.topic
         if topic is None:
             return self._control(env)
@@ -288,6 +321,8 @@ class FrameParser:
             text = str(e)
             kind = "missing_field" if "missing required" in text else "bad_value"
             raise FrameError(kind, f"{topic}: {text}") from None
+        except UnicodeDecodeError as e:
+            raise FrameError("malformed_json", f"{topic}: invalid UTF-8: {e}") from None
         raise FrameError("bad_value", f"{topic}: undecodable")  # pragma: no cover
 
     def _control(self, env: _Envelope) -> Control:

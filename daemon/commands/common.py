@@ -23,3 +23,17 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
     configure_logging(level, fmt)
     bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
     return s
+
+
+def note_fast_path() -> None:
+    """One warning at start when the C book/scanner is not in use (not built, or MMD_PURE_PYTHON)."""
+    import os
+
+    from daemon.core.book import FAST_PATH
+
+    if not FAST_PATH:
+        from daemon.logging import get_logger
+
+        why = "MMD_PURE_PYTHON is set" if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0") else \
+            "daemon.core._fastbook is not built (install with a C compiler)"
+        get_logger("mmd").warning("fast_path_unavailable", reason=why, fallback="pure-Python book and parser")

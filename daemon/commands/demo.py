@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from daemon.commands.common import settings_from_args
+from daemon.commands.common import note_fast_path, settings_from_args
 from daemon.commands.loop import run_async
 
 
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "log_level", None):
         args.log_level = "warning"
     s = settings_from_args(args, overrides)
+    note_fast_path()
     return run_async(_demo(s, args, out, ledger))
 
 

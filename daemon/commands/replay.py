@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from daemon.commands.common import settings_from_args
+from daemon.commands.common import note_fast_path, settings_from_args
 from daemon.recording import RecordingError, bundled_recording
 
 
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         # run id) must not depend on --json, or a re-run would not continue an interrupted run
         args.log_level = "warning"
     s = settings_from_args(args)
+    note_fast_path()
     from daemon.replay import replay
 
     files = args.files or [str(bundled_recording())]

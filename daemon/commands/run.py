@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.commands.common import settings_from_args
+from daemon.commands.common import note_fast_path, settings_from_args
 from daemon.commands.loop import run_async
 
 
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
+    note_fast_path()
     from daemon.app import App
 
     app = App(s, record_path=args.record, ledger_path=args.ledger, resume=args.resume)

@@ -22,10 +22,17 @@ Bybit rules implemented (../shared/bybit-v5/PROTOCOL.md §2.3-2.4):
 * level 1 sends snapshots only and repeats the same ``u`` when the top does not change.
 
 Nothing downstream may quote unless :attr:`OrderBook.live` is true.
+
+Two implementations, one behaviour: :class:`PyOrderBook` below is the reference, and
+``daemon/core/_fastbook.c`` is the same book in C (same API, state machine, reasons and results;
+``tests/test_fastbook.py`` drives both with the same streams). :data:`OrderBook` is the C one when
+the extension is built and ``MMD_PURE_PYTHON`` is not set, else the reference; :data:`FAST_PATH`
+says which.
 """
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from enum import IntEnum
 
@@ -51,8 +58,8 @@ class Applied(IntEnum):
     SEQ_BACK = 6  # seq went backwards: book -> RESYNCING
 
 
-class OrderBook:
-    """Order book for one topic. See module docstring for the rules."""
+class PyOrderBook:
+    """Order book for one topic (pure-Python reference). See module docstring for the rules."""
 
     __slots__ = (
         "symbol",
@@ -255,3 +262,22 @@ def _apply_side(levels: dict[int, int], keys: list[int], changes: list, sign: in
             del levels[p]
             k = p * sign
             del keys[bisect_left(keys, k)]
+
+
+def _load_fast():
+    """The C extension, or None when it is not built or ``MMD_PURE_PYTHON`` is set (non-empty, not 0)."""
+    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from daemon.core import _fastbook
+    except ImportError:
+        return None
+    _fastbook.init_enums(list(BookState), list(Applied))
+    return _fastbook
+
+
+fastbook = _load_fast()
+#: True when :data:`OrderBook` (and the frame parser's orderbook scanner) run in C
+FAST_PATH: bool = fastbook is not None
+#: the order book class in use: the C book when available, else :class:`PyOrderBook`
+OrderBook = fastbook.OrderBook if fastbook is not None else PyOrderBook

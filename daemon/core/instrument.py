@@ -17,6 +17,8 @@ from typing import Any
 
 _POW10 = [10**i for i in range(19)]
 _CACHE_LIMIT = 1 << 16
+#: grid counts (ticks, lots) must stay below this: the C book holds them as int64
+VALUE_LIMIT = 1 << 62
 
 
 class OffGridError(ValueError):
@@ -73,7 +75,7 @@ class Grid:
             t = s[:i] + s[i + 1 :]
             if t.isdigit() and t.isascii():
                 q, r = divmod(int(t), self.units)
-                if not r:
+                if not r and q < VALUE_LIMIT:
                     return q
         return self._parse_slow(s)
 
@@ -98,6 +100,8 @@ class Grid:
         q, r = divmod(scaled, self.units)
         if r:
             raise OffGridError(f"{s!r} is not a multiple of step {self.step}")
+        if q >= VALUE_LIMIT:
+            raise ValueError(f"{s!r} is out of range (>= 2**62 steps of {self.step})")
         return q
 
     def to_str(self, n: int) -> str:
