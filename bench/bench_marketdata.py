@@ -10,6 +10,10 @@
 Streams: the bundled real BTCUSDT recording (39,470 frames) and a larger generated stream (a
 deterministic random-walk 50-level book with trades, u+1, never crossed).
 
+"mmd parse+book" is what the daemon runs: the C scanner + C book when the extension is built (the
+default install), else the pure-Python reference; ``--pure`` adds the reference's own row
+(``MMD_PURE_PYTHON`` semantics, measured in the same run) for comparison.
+
 Optional stages (``--full``): features + classifier + quoter per tick (the whole tick), when the
 strategy runtime is available.
 
@@ -174,6 +178,24 @@ def s_mmd(_):
     return step
 
 
+def s_mmd_pure(_):
+    """parse+book on the pure-Python reference (no C scanner, PyOrderBook)."""
+    from daemon.core.book import PyOrderBook
+
+    inst = btcusdt_linear()
+    parser = FrameParser({"BTCUSDT": inst})
+    parser._scan = None
+    books = {1: PyOrderBook("BTCUSDT", 1), 50: PyOrderBook("BTCUSDT", 50)}
+    parse = parser.parse
+
+    def step(f: bytes) -> None:
+        for ev in parse(f, 0):
+            if type(ev) is BookUpdate:
+                books[ev.depth].apply(ev)
+
+    return step
+
+
 def s_pybit_full(_):
     try:
         from pybit._websocket_stream import _V5WebSocketManager
@@ -289,9 +311,16 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also the whole tick (features, classifier, quoter, venue)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pure", action="store_true", help="also parse+book on the pure-Python reference")
     args = ap.parse_args()
     streams = [("BTCUSDT recording (real)", load_recording()), (f"generated ({args.synthetic_frames:,} frames)", synthetic(args.synthetic_frames))]
     subjects = list(SUBJECTS)
+    from daemon.core.book import FAST_PATH
+
+    if not FAST_PATH:
+        subjects[1] = ("mmd parse+book (pure Python!)", s_mmd)
+    if args.pure:
+        subjects.insert(2, ("mmd parse+book, pure Python", s_mmd_pure))
     if args.full:
         subjects.append(("mmd whole tick", s_full_tick))
     results = []

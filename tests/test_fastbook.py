@@ -162,7 +162,10 @@ def test_scanner_equals_msgspec_path_on_the_whole_recording(recording_frames):
     fast, ref = _parsers(inst)
     taken = sum(_same(fast, ref, f) for f in recording_frames)
     books = sum(1 for f in recording_frames if f.startswith(b'{"topic":"orderbook.'))
-    assert taken == books == 18157  # every orderbook frame of the recording takes the C path
+    trades = sum(1 for f in recording_frames if f.startswith(b'{"topic":"publicTrade.'))
+    # every orderbook and publicTrade frame of the recording takes the C path
+    assert (taken, books, trades) == (39470, 18157, 21313)
+    assert (fast._scanner.frames, fast._scanner.trade_frames) == (books, trades)
     # str frames (websockets hands text frames as str) too
     for f in recording_frames[:3000]:
         _same(fast, ref, f.decode())
@@ -194,7 +197,41 @@ def _frame(topic="orderbook.50.ETHUSDT", typ="delta", data=None, **extra):
     return json.dumps(m, separators=(",", ":")).encode()
 
 
+def _trades(rows=None, topic="publicTrade.ETHUSDT", **extra):
+    r = [{"T": 1723100000111, "s": "ETHUSDT", "S": "Buy", "v": "0.25", "p": "3000.05", "L": "PlusTick",
+          "i": "a1b2-c3", "BT": False, "RPI": False, "seq": 77}]
+    m = {"topic": topic, "type": "snapshot", "ts": 1723100000123, "data": r if rows is None else rows}
+    m.update(extra)
+    return json.dumps(m, separators=(",", ":")).encode()
+
+
+_ROW = {"T": 5, "s": "ETHUSDT", "S": "Sell", "v": "1", "p": "3000"}
+
 HANDMADE = [
+    _trades(),
+    _trades([]),
+    _trades([_ROW, dict(_ROW, S="Buy", BT=True, i="x", seq=3)]),
+    _trades([dict(_ROW, S="Hold")]),
+    _trades([dict(_ROW, s="BTCUSDT")]),
+    _trades([dict(_ROW, p="3000.01")]),  # off grid
+    _trades([dict(_ROW, v="0.001")]),  # off the lot grid
+    _trades([dict(_ROW, BT=None)]),
+    _trades([dict(_ROW, BT=1)]),
+    _trades([dict(_ROW, T=5.0)]),
+    _trades([dict(_ROW, i=5)]),
+    _trades([dict(_ROW, i="\u00e9")]),
+    _trades([{k: v for k, v in _ROW.items() if k != "T"}]),
+    _trades([{k: v for k, v in _ROW.items() if k != "S"}]),
+    _trades([_ROW, 5]),
+    _trades({"T": 5}),
+    _trades(topic="publicTrade.BTCUSDT"),
+    _trades(type=None),
+    _trades(type="delta"),
+    _trades(ts="x"),
+    b'{"data":[{"T":5,"s":"ETHUSDT","S":"Buy","v":"1","p":"3000"}],"topic":"publicTrade.ETHUSDT"}',
+    b'{"topic":"publicTrade.ETHUSDT","data":[{"T":5,"s":"ETHUSDT","S":"Buy","v":"1","p":"3000","p":"3001"}]}',
+    b'{"topic":"publicTrade.ETHUSDT","data":[{"T":5,"s":"ETHUSDT","S":"Buy","v":"1","p":"3000"}],}',
+    b'{"topic":"publicTrade.ETHUSDT","data":[{"T":5,"s":"ETHUSDT","S":"Buy","v":"1","p":"3000","i":"\xff"}]}',
     _frame(),
     _frame(typ="snapshot"),
     _frame(typ="update"),  # bad type: reference raises, scanner declines
@@ -250,6 +287,9 @@ HANDMADE = [
 ]
 
 
+HANDMADE_BOOKS: list = []
+
+
 @pytest.mark.parametrize("raw", HANDMADE, ids=range(len(HANDMADE)))
 def test_scanner_equals_msgspec_path_on_handmade_frames(raw):
     fast, ref = _parsers(ODD_INST)
@@ -258,8 +298,12 @@ def test_scanner_equals_msgspec_path_on_handmade_frames(raw):
 
 def test_scanner_takes_the_plain_handmade_frames():
     fast, ref = _parsers(ODD_INST)
-    assert _same(fast, ref, HANDMADE[0]) and _same(fast, ref, HANDMADE[1]) and _same(fast, ref, HANDMADE[6])
-    assert _same(fast, ref, HANDMADE[-19]) and _same(fast, ref, HANDMADE[-18])  # key order, whitespace
+    assert _same(fast, ref, HANDMADE[0]) and _same(fast, ref, HANDMADE[1]) and _same(fast, ref, HANDMADE[2])
+    HANDMADE_BOOKS[:] = HANDMADE[HANDMADE.index(_frame()):]
+    b = HANDMADE_BOOKS
+    assert _same(fast, ref, b[0]) and _same(fast, ref, b[1]) and _same(fast, ref, b[6])
+    assert _same(fast, ref, b[-19]) and _same(fast, ref, b[-18])  # key order, whitespace
+    assert _same(fast, ref, HANDMADE[20])  # trade: data before topic, no type
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -267,7 +311,7 @@ def test_scanner_takes_the_plain_handmade_frames():
 def test_scanner_on_mutated_recording_frames(data):
     """Byte-level mutations of real orderbook frames: whatever the scanner accepts, the reference
     accepts with the same event."""
-    books = [f for f in _FRAMES[:3000] if f.startswith(b'{"topic":"orderbook.')]
+    books = _FRAMES[:3000]  # orderbook and publicTrade frames
     assert books, "needs the recording_frames fixture to have run (module order)"
     f = bytearray(data.draw(st.sampled_from(books)))
     for _ in range(data.draw(st.integers(1, 3))):
@@ -320,7 +364,7 @@ def test_scanner_on_generated_stream():
         sys.path.pop(0)
     fast, ref = _cached_parsers()
     frames = synthetic(3000, seed=3)
-    assert sum(_same(fast, ref, f) for f in frames) == sum(1 for f in frames if b'"orderbook.' in f[:30])
+    assert sum(_same(fast, ref, f) for f in frames) == len(frames)  # orderbook and publicTrade: all taken
 
 
 # -- end to end ---------------------------------------------------------------------------------

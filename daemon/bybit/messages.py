@@ -8,9 +8,10 @@ for an ack / pong / error reply. Anything wrong with a frame raises :class:`Fram
 
 Decoding, fastest first:
 
-1. orderbook frames: the C scanner (``daemon/core/_fastbook.c``, when built) reads a plain, valid
-   frame of a configured symbol straight into a :class:`BookUpdate` whose sides are packed int
-   levels; it declines (returns None) anything else, which then takes the paths below;
+1. orderbook and publicTrade frames: the C scanner (``daemon/core/_fastbook.c``, when built) reads
+   a plain, valid frame of a configured symbol straight into a :class:`BookUpdate` whose sides are
+   packed int levels, or into :class:`Trade` events; it declines (returns None) anything else,
+   which then takes the paths below;
 2. data frames: one ``msgspec`` decode into a struct chosen by the ``topic`` value (a tagged union);
 3. everything the union rejects: a loose envelope decode that recognises control replies or
    classifies the problem into an error kind.
@@ -182,11 +183,11 @@ class FrameParser:
         self.errors: Counter[str] = Counter()
         self._frames: Counter[str] = Counter()  # by topic kind: orderbook, publicTrade, ...
         self._routes: dict[type, tuple] = {}
-        #: C scanner for plain orderbook frames (None: pure-Python build or MMD_PURE_PYTHON)
+        #: C scanner for plain orderbook/publicTrade frames (None: pure-Python build or MMD_PURE_PYTHON)
         self._scanner = None
         if fastbook is not None and instruments:
             grids = {s: (i.price.decimals, i.price.units, i.qty.decimals, i.qty.units) for s, i in instruments.items()}
-            self._scanner = fastbook.Scanner(grids, BookUpdate, BOOK_DEPTHS)
+            self._scanner = fastbook.Scanner(grids, BookUpdate, BOOK_DEPTHS, Trade, BUY, SELL)
         self._scan = self._scanner.scan if self._scanner is not None else None
         types = []
         for sym, inst in instruments.items():
@@ -204,8 +205,12 @@ class FrameParser:
     def frames(self) -> Counter:
         """Data frames parsed, by topic kind (``orderbook``, ``publicTrade``, ``tickers``, ``kline``)."""
         c = Counter(self._frames)
-        if self._scanner is not None and self._scanner.frames:
-            c["orderbook"] += self._scanner.frames
+        sc = self._scanner
+        if sc is not None:
+            if sc.frames:
+                c["orderbook"] += sc.frames
+            if sc.trade_frames:
+                c["publicTrade"] += sc.trade_frames
         return c
 
     def _route(self, topic: str, data_type: object, info: tuple) -> type:
@@ -229,8 +234,9 @@ class FrameParser:
             return self._fail(FrameError("too_large", f"{len(raw)} bytes > cap {self.max_frame_bytes}"), raw)
         scan = self._scan
         if scan is not None:
-            # C fast path: a plain, valid orderbook frame of a configured symbol -> [BookUpdate];
-            # None for anything else (which the msgspec path below decodes or classifies).
+            # C fast path: a plain, valid orderbook / publicTrade frame of a configured symbol ->
+            # [BookUpdate] / [Trade, ...]; None for anything else (which the msgspec path below
+            # decodes or classifies).
             out = scan(raw, recv_ns)
             if out is not None:
                 return out

@@ -4,16 +4,16 @@
  * specification and the fallback:
  *
  *   OrderBook  == daemon.core.book.PyOrderBook   (same API, same state machine, same results)
- *   Scanner    -> daemon.bybit.messages.FrameParser's msgspec path for orderbook frames
+ *   Scanner    -> daemon.bybit.messages.FrameParser's msgspec path for orderbook and publicTrade frames
  *
  * Prices are int ticks and sizes int lots, held as int64 (the grid parser refuses values at or
  * above 2**62, see daemon/core/instrument.py). A book side is one sorted array of (key, size)
  * where key = -price for bids and price for asks, so both ascend and index 0 is the best level;
  * a delta costs a binary search plus a memmove per added/removed level.
  *
- * The scanner reads one frame (bytes or str) and returns a BookUpdate whose bids/asks are a packed
- * Levels sequence, or None when the frame is anything but a plain, valid orderbook frame of a
- * configured symbol (other topics, escapes, non-ASCII, duplicate keys, odd numbers, off-grid or
+ * The scanner reads one frame (bytes or str) and returns [BookUpdate] (bids/asks a packed Levels
+ * sequence) or [Trade, ...], or None when the frame is anything but a plain, valid orderbook or
+ * publicTrade frame of a configured symbol (other topics, escapes, non-ASCII, duplicate keys, odd numbers, off-grid or
  * out-of-range values, bad JSON...). None means "not mine": the caller then runs the general
  * msgspec parser, which decodes or classifies the frame exactly as before. The scanner never
  * accepts a frame that the general parser would reject, and gives the same event for every frame
@@ -734,7 +734,7 @@ static PyTypeObject BookType = {
 };
 
 /* ------------------------------------------------------------------------------------------ */
-/* Scanner: plain Bybit orderbook frames -> BookUpdate                                        */
+/* Scanner: plain Bybit orderbook / publicTrade frames -> [BookUpdate] / [Trade, ...]           */
 /* ------------------------------------------------------------------------------------------ */
 
 #define MAX_SYMBOLS 64
@@ -751,13 +751,16 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *event_type; /* BookUpdate */
+    PyObject *trade_type; /* Trade, or NULL: publicTrade frames are declined */
+    PyObject *buy, *sell; /* the side constants (+1 / -1) */
     SymGrid syms[MAX_SYMBOLS];
     int nsyms;
     PyObject *depth_objs[8];
     long depths[8];
     int ndepths;
-    long long frames; /* frames turned into events */
-    int64_t *buf;     /* scratch: bids then asks */
+    long long frames;       /* orderbook frames turned into events */
+    long long trade_frames; /* publicTrade frames turned into events */
+    int64_t *buf;           /* scratch: bids then asks */
     Py_ssize_t cap;
 } ScannerObject;
 
@@ -1018,6 +1021,107 @@ static int scan_data(ScannerObject *self, Cur *c, const SymGrid *g, BookData *d)
     return d->have_s && d->have_b && d->have_a && d->have_u;
 }
 
+/* One publicTrade row -> Trade (new reference), or NULL with no error set when the row is not plain
+ * (the caller declines the frame), or NULL with an error set on a Python failure. */
+static PyObject *scan_trade_row(ScannerObject *self, Cur *c, const SymGrid *g, PyObject *recv_ns) {
+    int have_T = 0, have_s = 0, have_S = 0, have_v = 0, have_p = 0, have_i = 0, have_seq = 0, have_BT = 0;
+    long long T = 0, seq = 0;
+    int64_t p = 0, v = 0;
+    int side = 0, bt = 0;
+    const char *id = "";
+    Py_ssize_t idn = 0;
+    if (!eat(c, '{')) return NULL;
+    if (!eat(c, '}')) {
+        for (;;) {
+            const char *k, *sv;
+            Py_ssize_t kn, sn;
+            if (!plain_string(c, &k, &kn) || !eat(c, ':')) return NULL;
+            if (kn == 1 && k[0] == 'T') {
+                if (have_T++ || !json_int(c, &T)) return NULL;
+            } else if (kn == 1 && k[0] == 's') {
+                if (have_s++ || !plain_string(c, &sv, &sn)) return NULL;
+                if (sn != g->len || memcmp(sv, g->name, (size_t)sn) != 0) return NULL;
+            } else if (kn == 1 && k[0] == 'S') {
+                if (have_S++ || !plain_string(c, &sv, &sn)) return NULL;
+                if (sn == 3 && memcmp(sv, "Buy", 3) == 0)
+                    side = 1;
+                else if (sn == 4 && memcmp(sv, "Sell", 4) == 0)
+                    side = -1;
+                else
+                    return NULL;
+            } else if (kn == 1 && k[0] == 'v') {
+                if (have_v++ || !plain_string(c, &sv, &sn) || !grid_value(sv, sn, g->qdec, g->qunits, &v)) return NULL;
+            } else if (kn == 1 && k[0] == 'p') {
+                if (have_p++ || !plain_string(c, &sv, &sn) || !grid_value(sv, sn, g->pdec, g->punits, &p)) return NULL;
+            } else if (kn == 1 && k[0] == 'i') {
+                if (have_i++ || !plain_string(c, &id, &idn)) return NULL;
+            } else if (kn == 3 && memcmp(k, "seq", 3) == 0) {
+                if (have_seq++ || !json_int(c, &seq)) return NULL;
+            } else if (kn == 2 && k[0] == 'B' && k[1] == 'T') {
+                if (have_BT++) return NULL;
+                ws(c);
+                if (skip_lit(c, "true", 4))
+                    bt = 1;
+                else if (skip_lit(c, "false", 5))
+                    bt = 0;
+                else
+                    return NULL;
+            } else if (!skip_value(c, 2)) {
+                return NULL;
+            }
+            if (eat(c, ',')) continue;
+            if (!eat(c, '}')) return NULL;
+            break;
+        }
+    }
+    if (!have_T || !have_s || !have_S || !have_v || !have_p) return NULL;
+    PyObject *argv[9];
+    argv[0] = g->pysym;
+    argv[1] = side > 0 ? self->buy : self->sell;
+    argv[2] = PyLong_FromLongLong(p);
+    argv[3] = PyLong_FromLongLong(v);
+    argv[4] = PyUnicode_FromStringAndSize(id, idn);
+    argv[5] = PyLong_FromLongLong(seq);
+    argv[6] = PyLong_FromLongLong(T);
+    argv[7] = recv_ns;
+    argv[8] = bt ? Py_True : Py_False;
+    PyObject *tr = NULL;
+    if (argv[2] && argv[3] && argv[4] && argv[5] && argv[6]) tr = PyObject_Vectorcall(self->trade_type, argv, 9, NULL);
+    for (int i = 2; i < 7; i++) Py_XDECREF(argv[i]);
+    return tr;
+}
+
+/* [row, ...] -> list of Trade; NULL without an error = decline */
+static PyObject *scan_trades(ScannerObject *self, Cur *c, const SymGrid *g, PyObject *recv_ns) {
+    if (!eat(c, '[')) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    if (eat(c, ']')) return out;
+    for (;;) {
+        PyObject *tr = scan_trade_row(self, c, g, recv_ns);
+        if (tr == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        int r = PyList_Append(out, tr);
+        Py_DECREF(tr);
+        if (r < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (eat(c, ',')) continue;
+        if (eat(c, ']')) return out;
+        Py_DECREF(out);
+        return NULL;
+    }
+}
+
+static const SymGrid *find_symbol(ScannerObject *self, const char *q, Py_ssize_t n) {
+    for (int i = 0; i < self->nsyms; i++)
+        if (self->syms[i].len == n && memcmp(self->syms[i].name, q, (size_t)n) == 0) return &self->syms[i];
+    return NULL;
+}
+
 static PyObject *scanner_scan(ScannerObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) return PyErr_Format(PyExc_TypeError, "scan(raw, recv_ns) takes 2 arguments");
     PyObject *raw = args[0];
@@ -1038,67 +1142,88 @@ static PyObject *scanner_scan(ScannerObject *self, PyObject *const *args, Py_ssi
     Cur c = {buf, buf + len};
     const SymGrid *g = NULL;
     int depth_i = -1, have_topic = 0, have_type = 0, have_ts = 0, have_cts = 0, have_data = 0;
-    int snapshot = 0;
+    int snapshot = 0, is_trade = 0;
     long long ts = 0, cts = 0;
     BookData d;
     const char *data_at = NULL;
-    if (!eat(&c, '{')) Py_RETURN_NONE;
-    if (eat(&c, '}')) Py_RETURN_NONE;
+    PyObject *trades = NULL;
+    if (!eat(&c, '{')) goto decline;
+    if (eat(&c, '}')) goto decline;
     for (;;) {
         const char *k;
         Py_ssize_t kn;
-        if (!plain_string(&c, &k, &kn) || !eat(&c, ':')) Py_RETURN_NONE;
+        if (!plain_string(&c, &k, &kn) || !eat(&c, ':')) goto decline;
         if (kn == 5 && memcmp(k, "topic", 5) == 0) {
             const char *t;
             Py_ssize_t tn;
-            if (have_topic++ || !plain_string(&c, &t, &tn)) Py_RETURN_NONE;
-            /* orderbook.{depth}.{symbol} */
-            if (tn < 12 || memcmp(t, "orderbook.", 10) != 0) Py_RETURN_NONE;
-            const char *q = t + 10, *e = t + tn;
-            long dep = 0;
-            const char *ds = q;
-            while (q < e && *q >= '0' && *q <= '9' && q - ds < 6) dep = dep * 10 + (*q++ - '0');
-            if (q == ds || q >= e || *q != '.' || *ds == '0') Py_RETURN_NONE;
-            q++;
-            for (int i = 0; i < self->ndepths; i++)
-                if (self->depths[i] == dep) depth_i = i;
-            if (depth_i < 0) Py_RETURN_NONE;
-            for (int i = 0; i < self->nsyms; i++)
-                if (self->syms[i].len == e - q && memcmp(self->syms[i].name, q, (size_t)(e - q)) == 0) g = &self->syms[i];
-            if (g == NULL) Py_RETURN_NONE;
+            if (have_topic++ || !plain_string(&c, &t, &tn)) goto decline;
+            if (tn > 12 && memcmp(t, "publicTrade.", 12) == 0 && self->trade_type != NULL) {
+                is_trade = 1; /* publicTrade.{symbol} */
+                g = find_symbol(self, t + 12, tn - 12);
+                if (g == NULL) goto decline;
+            } else {
+                /* orderbook.{depth}.{symbol} */
+                if (tn < 12 || memcmp(t, "orderbook.", 10) != 0) goto decline;
+                const char *q = t + 10, *e = t + tn;
+                long dep = 0;
+                const char *ds = q;
+                while (q < e && *q >= '0' && *q <= '9' && q - ds < 6) dep = dep * 10 + (*q++ - '0');
+                if (q == ds || q >= e || *q != '.' || *ds == '0') goto decline;
+                q++;
+                for (int i = 0; i < self->ndepths; i++)
+                    if (self->depths[i] == dep) depth_i = i;
+                if (depth_i < 0) goto decline;
+                g = find_symbol(self, q, e - q);
+                if (g == NULL) goto decline;
+            }
         } else if (kn == 4 && memcmp(k, "type", 4) == 0) {
             const char *t;
             Py_ssize_t tn;
-            if (have_type++ || !plain_string(&c, &t, &tn)) Py_RETURN_NONE;
+            if (have_type++ || !plain_string(&c, &t, &tn)) goto decline;
             if (tn == 8 && memcmp(t, "snapshot", 8) == 0)
                 snapshot = 1;
-            else if (!(tn == 5 && memcmp(t, "delta", 5) == 0))
-                Py_RETURN_NONE;
+            else if (tn == 5 && memcmp(t, "delta", 5) == 0)
+                snapshot = 0;
+            else
+                snapshot = -1; /* only orderbook frames care (they decline it below) */
         } else if (kn == 2 && memcmp(k, "ts", 2) == 0) {
-            if (have_ts++ || !json_int(&c, &ts)) Py_RETURN_NONE;
+            if (have_ts++ || !json_int(&c, &ts)) goto decline;
         } else if (kn == 3 && memcmp(k, "cts", 3) == 0) {
-            if (have_cts++ || !json_int(&c, &cts)) Py_RETURN_NONE;
+            if (have_cts++ || !json_int(&c, &cts)) goto decline;
         } else if (kn == 4 && memcmp(k, "data", 4) == 0) {
-            if (have_data++) Py_RETURN_NONE;
-            if (g != NULL) {
-                if (!scan_data(self, &c, g, &d)) Py_RETURN_NONE;
+            if (have_data++) goto decline;
+            if (g != NULL && is_trade) {
+                trades = scan_trades(self, &c, g, args[1]);
+                if (trades == NULL) goto decline;
+            } else if (g != NULL) {
+                if (!scan_data(self, &c, g, &d)) goto decline;
             } else { /* topic not seen yet: validate now, decode once the topic is known */
                 ws(&c);
                 data_at = c.p;
-                if (!skip_value(&c, 1)) Py_RETURN_NONE;
+                if (!skip_value(&c, 1)) goto decline;
             }
         } else if (!skip_value(&c, 1)) {
-            Py_RETURN_NONE;
+            goto decline;
         }
         if (eat(&c, ',')) continue;
-        if (!eat(&c, '}')) Py_RETURN_NONE;
+        if (!eat(&c, '}')) goto decline;
         break;
     }
     ws(&c);
-    if (c.p != c.end || g == NULL || !have_type || !have_data) Py_RETURN_NONE;
+    if (c.p != c.end || g == NULL || !have_data) goto decline;
+    if (is_trade) {
+        if (data_at != NULL) {
+            Cur dc = {data_at, buf + len};
+            trades = scan_trades(self, &dc, g, args[1]);
+            if (trades == NULL) goto decline;
+        }
+        self->trade_frames++;
+        return trades;
+    }
+    if (!have_type || snapshot < 0) goto decline;
     if (data_at != NULL) {
         Cur dc = {data_at, buf + len};
-        if (!scan_data(self, &dc, g, &d)) Py_RETURN_NONE;
+        if (!scan_data(self, &dc, g, &d)) goto decline;
     }
     LevelsObject *lb = levels_new(d.nb, self->buf + d.boff);
     if (lb == NULL) return NULL;
@@ -1132,14 +1257,32 @@ static PyObject *scanner_scan(ScannerObject *self, PyObject *const *args, Py_ssi
     }
     PyList_SET_ITEM(out, 0, ev);
     return out;
+decline: /* not a plain frame (or a Python error): the general parser takes it */
+    Py_XDECREF(trades);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
 }
 
 static int scanner_init(ScannerObject *self, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"grids", "event_type", "depths", NULL};
-    PyObject *grids, *event_type, *depths;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO", kw, &PyDict_Type, &grids, &event_type, &depths)) return -1;
+    static char *kw[] = {"grids", "event_type", "depths", "trade_type", "buy", "sell", NULL};
+    PyObject *grids, *event_type, *depths, *trade_type = NULL, *buy = NULL, *sell = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO|OOO", kw, &PyDict_Type, &grids, &event_type, &depths, &trade_type,
+                                     &buy, &sell))
+        return -1;
+    if (trade_type != NULL && trade_type != Py_None && (buy == NULL || sell == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "trade_type needs buy and sell");
+        return -1;
+    }
     Py_INCREF(event_type);
     Py_XSETREF(self->event_type, event_type);
+    if (trade_type != NULL && trade_type != Py_None) {
+        Py_INCREF(trade_type);
+        Py_XSETREF(self->trade_type, trade_type);
+        Py_INCREF(buy);
+        Py_XSETREF(self->buy, buy);
+        Py_INCREF(sell);
+        Py_XSETREF(self->sell, sell);
+    }
     PyObject *key, *val;
     Py_ssize_t pos = 0;
     self->nsyms = 0;
@@ -1196,6 +1339,9 @@ static int scanner_init(ScannerObject *self, PyObject *args, PyObject *kwds) {
 
 static void scanner_dealloc(ScannerObject *self) {
     Py_XDECREF(self->event_type);
+    Py_XDECREF(self->trade_type);
+    Py_XDECREF(self->buy);
+    Py_XDECREF(self->sell);
     for (int i = 0; i < MAX_SYMBOLS; i++) Py_XDECREF(self->syms[i].pysym);
     for (int i = 0; i < 8; i++) Py_XDECREF(self->depth_objs[i]);
     PyMem_Free(self->buf);
@@ -1204,19 +1350,22 @@ static void scanner_dealloc(ScannerObject *self) {
 
 static PyMemberDef scanner_members[] = {
     {"frames", T_LONGLONG, offsetof(ScannerObject, frames), 0, "orderbook frames turned into events"},
+    {"trade_frames", T_LONGLONG, offsetof(ScannerObject, trade_frames), 0, "publicTrade frames turned into events"},
     {NULL},
 };
 
 static PyMethodDef scanner_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
-     "scan(raw, recv_ns) -> [BookUpdate] for a plain orderbook frame of a configured symbol, else None."},
+     "scan(raw, recv_ns) -> [BookUpdate] / [Trade, ...] for a plain orderbook / publicTrade frame of a configured "
+     "symbol, else None."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "daemon.core._fastbook.Scanner",
-    .tp_doc = "Scanner(grids={symbol: (price_decimals, price_units, qty_decimals, qty_units)}, event_type, depths)",
+    .tp_doc = "Scanner(grids={symbol: (price_decimals, price_units, qty_decimals, qty_units)}, event_type, depths, "
+              "trade_type=None, buy=None, sell=None)",
     .tp_basicsize = sizeof(ScannerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
