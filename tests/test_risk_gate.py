@@ -197,3 +197,48 @@ def test_ledger_error_pauses_all_symbols_until_healthy():
     assert all(e.check == "ledger_error" and "disk is full" in e.detail for e in d.events)
     d = g.check(2, [sym(), sym("ETHUSDT")], total_pnl=0, drawdown=0, daily_pnl=0, ledger_error=None)
     assert d.paused == frozenset() and [e.kind for e in d.events] == ["unpause", "unpause"]
+
+
+# -- check_symbol (the strategy's per-tick call) is check() for one symbol --------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_step = st.tuples(
+    st.integers(0, 3000),  # ms since the previous step
+    st.booleans(),  # book live
+    st.sampled_from([0, 100, 6000]),  # book age ms
+    st.sampled_from([0.0, 0.05, -0.2]),  # position
+    st.sampled_from([0.0, 9_000.0, 12_000.0, 16_000.0]),  # notional
+    st.sampled_from([0.0, -100.0, -400.0, 50.0]),  # total pnl
+    st.sampled_from([0.0, 200.0, 600.0]),  # drawdown
+    st.sampled_from([0.0, -350.0]),  # daily pnl
+    st.integers(0, 3),  # new errors
+    st.sampled_from([None, None, "disk full"]),  # ledger error
+    st.sampled_from([None, None, None, "resume"]),  # a manual resume before the step
+)
+
+
+def _snap(d):
+    ev = [(e.kind, e.check, e.symbol, e.ts_ms, e.value, e.limit, e.detail) for e in d.events]
+    return d.halted, d.paused, d.cancel, ev
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=30), st.sampled_from([None, 2.0]))
+def test_check_symbol_equals_check_for_one_symbol(steps, cooldown):
+    a, b = gate(cooldown_s=cooldown), gate(cooldown_s=cooldown)
+    ts, errors = 1000, 0
+    for dt, live, age, pos, notional, pnl, dd, daily, new_err, led, resume in steps:
+        ts += dt
+        errors += new_err
+        if resume:
+            ra = a.resume(ts, "test", pnl)
+            rb = b.resume(ts, "test", pnl)
+            assert (ra is None) == (rb is None)
+        da = a.check(ts, [sym(live=live, age=age, pos=pos, notional=notional)], total_pnl=pnl, drawdown=dd,
+                     daily_pnl=daily, errors_total=errors, ledger_error=led)
+        db = b.check_symbol(ts, "BTCUSDT", live, age, pos, notional, pnl, dd, daily, errors, led)
+        assert _snap(da) == _snap(db)
+        assert (a.tripped, a.reason, a.since_ms, a.trips, dict(a.paused)) == (b.tripped, b.reason, b.since_ms, b.trips,
+                                                                             dict(b.paused))

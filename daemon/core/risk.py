@@ -71,12 +71,13 @@ class SymbolRisk:
 class RiskDecision:
     """The gate's answer. ``halted``: hard trip active (quote nothing). ``paused``: symbols with a
     soft gate. ``cancel``: symbols whose paper orders must be cancelled now (newly halted/paused).
-    ``events``: transitions to journal and log."""
+    ``events``: transitions to journal and log (an empty tuple in the shared "nothing happened"
+    decisions :meth:`RiskGate.check_symbol` returns: treat a decision as read-only)."""
 
     halted: bool
     paused: frozenset
     cancel: frozenset
-    events: list = field(default_factory=list)
+    events: list | tuple = field(default_factory=list)
 
     def allows(self, symbol: str) -> bool:
         return not self.halted and symbol not in self.paused
@@ -121,6 +122,9 @@ class RiskGate:
         self._peak_since_resume = float("-inf")
         self._disarmed: set[tuple[str, str]] = set()  # (check, symbol) breached at resume time
         self.trips = 0
+        # the answers of a quiet decision (no event, no cancel, nothing paused), built once
+        self._quiet = RiskDecision(False, frozenset(), frozenset(), ())
+        self._quiet_halted = RiskDecision(True, frozenset(), frozenset(), ())
 
     @classmethod
     def from_config(cls, cfg, id_prefix: str = "") -> "RiskGate":
@@ -204,6 +208,113 @@ class RiskGate:
         if self.tripped and not was_halted:
             cancel.update(s.symbol for s in symbols)
         return RiskDecision(self.tripped, frozenset(self.paused), frozenset(cancel), events)
+
+    def check_symbol(
+        self,
+        ts_ms: int,
+        symbol: str,
+        book_live: bool,
+        book_age_ms: int,
+        position: float,
+        notional: float,
+        total_pnl: float,
+        drawdown: float,
+        daily_pnl: float,
+        errors_total: int = 0,
+        ledger_error: str | None = None,
+    ) -> RiskDecision:
+        """:meth:`check` for one symbol (the per-tick call of the strategy), without building a
+        :class:`SymbolRisk`, a decision or sets when nothing happens. Same rules in the same order,
+        same events and state: ``check_symbol(ts, s.symbol, s.book_live, s.book_age_ms, s.position,
+        s.notional, ...)`` is ``check(ts, [s], ...)``. Units as in :class:`SymbolRisk`. The
+        returned decision is shared when quiet (no event, no cancel, nothing paused): read-only."""
+        events: list[RiskEvent] | None = None
+        cancel = False
+        was_halted = self.tripped
+
+        # cool-down auto resume
+        if was_halted and self.cooldown_s is not None and ts_ms - self.since_ms >= self.cooldown_s * 1000:
+            s = SymbolRisk(symbol, book_live, book_age_ms, position, notional)
+            events = [self._resume(ts_ms, "cooldown", total_pnl, [s])]
+
+        # ---- soft gates (the rules of check, in its order) ----
+        rate = self._error_rate(ts_ms, errors_total)
+        if not book_live:
+            why = "book_not_live"
+        elif book_age_ms > self.stale_ms:
+            why = "book_stale"
+        elif rate > self.max_error_rate:
+            why = "error_rate"
+        elif ledger_error is not None:
+            why = "ledger_error"
+        else:
+            why = ""
+        paused = self.paused
+        old = paused.get(symbol) if paused else None
+        if why and old != why:
+            if old is None:
+                cancel = True
+            paused[symbol] = why
+            val, lim = (rate, self.max_error_rate) if why == "error_rate" else (float(book_age_ms), float(self.stale_ms))
+            detail = ledger_error[:200] if why == "ledger_error" and ledger_error else ""
+            ev = self._event("pause", why, symbol, ts_ms, val, lim, detail)
+            if events is None:
+                events = [ev]
+            else:
+                events.append(ev)
+        elif not why and old is not None:
+            del paused[symbol]
+            ev = self._event("unpause", old, symbol, ts_ms)
+            if events is None:
+                events = [ev]
+            else:
+                events.append(ev)
+
+        # ---- hard limits ----
+        if not self.tripped:
+            trip = self._hard_symbol(symbol, position, notional, total_pnl, drawdown, daily_pnl)
+            if trip is not None:
+                check, sym, val, lim = trip
+                self.tripped = True
+                self.reason = f"{check} {sym}: {val:.6g} > {lim:.6g}"
+                self.since_ms = ts_ms
+                self.trips += 1
+                ev = self._event("trip", check, sym, ts_ms, val, lim, self.reason)
+                if events is None:
+                    events = [ev]
+                else:
+                    events.append(ev)
+        if self.tripped and not was_halted:
+            cancel = True
+        if events is None and not cancel and not paused:
+            return self._quiet_halted if self.tripped else self._quiet
+        return RiskDecision(self.tripped, frozenset(paused), frozenset((symbol,)) if cancel else frozenset(),
+                            events if events is not None else [])
+
+    def _hard_symbol(self, symbol: str, position: float, notional: float, total_pnl: float, drawdown: float,
+                     daily_pnl: float):
+        """:meth:`_hard` for one symbol, without building the list of breaches."""
+        if self._disarmed:  # some limit is disarmed until it recovers: the general path re-arms
+            return self._hard([SymbolRisk(symbol, True, 0, position, notional)], total_pnl, drawdown, daily_pnl)
+        total_notional = 0.0 + notional  # the sum _hard forms over the symbols
+        if self._equity_base is None:
+            dd, loss = drawdown, -daily_pnl
+        else:  # re-based at the last resume
+            self._peak_since_resume = max(self._peak_since_resume, total_pnl)
+            dd = self._peak_since_resume - total_pnl
+            loss = min(self._equity_base - total_pnl, -daily_pnl)
+        ap = abs(position)
+        if ap > self.max_position:
+            return ("max_position", symbol, ap, self.max_position)
+        if notional > self.max_notional:
+            return ("max_notional", symbol, notional, self.max_notional)
+        if total_notional > self.max_total_notional:
+            return ("max_total_notional", "*", total_notional, self.max_total_notional)
+        if dd > self.max_drawdown:
+            return ("max_drawdown", "*", dd, self.max_drawdown)
+        if loss > self.max_daily_loss:
+            return ("max_daily_loss", "*", loss, self.max_daily_loss)
+        return None
 
     def _hard(self, symbols: list[SymbolRisk], total_pnl: float, drawdown: float, daily_pnl: float):
         breaches = []

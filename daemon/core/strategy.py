@@ -28,7 +28,7 @@ from typing import Any
 from daemon.config import Settings
 from daemon.core.engine import Engine, SymbolCore
 from daemon.core.events import BUY, SELL, BookUpdate, Fill, Kline, Quote, TickerUpdate, Trade
-from daemon.core.risk import RiskEvent, RiskGate, SymbolRisk
+from daemon.core.risk import RiskEvent, RiskGate
 from daemon.features.state import FeatureState
 from daemon.logging import get_logger
 from daemon.models.calibration import Calibrator
@@ -50,6 +50,7 @@ class SymbolStrategy:
         self.sc = sc
         self.symbol = sc.symbol
         self.tick = inst.price.step_float
+        self.lot = inst.qty.step_float
         self.features = FeatureState(inst, s.features)
         self.calib = Calibrator(s.calibration, self.tick)
         quoter = rt.make_quoter()
@@ -100,14 +101,18 @@ class SymbolStrategy:
             self.spread_features.on_book(book)
         rt.pos += 1
         put = rt.put
-        put(self.venue.on_book(book))
+        recs = self.venue.on_book(book)
+        if recs:
+            put(recs)
         bb, ba = book.best_bid, book.best_ask
         if bb is None or ba is None:
             return
         ts = ev.ts_ms
         mid = (bb + ba) * 0.5 * self.tick
         self.mid = mid
-        put(rt.inventory.on_mid(self.symbol, ts, mid))
+        recs = rt.inventory.on_mid(self.symbol, ts, mid)
+        if recs:
+            put(recs)
         self._decide(ts)
         if self.marks.due(self.symbol, ts):
             rt.on_mark(self.symbol, mid)
@@ -123,9 +128,11 @@ class SymbolStrategy:
             self.spread_features.on_trade(tr)
         mid = self.mid
         if mid == mid:
-            self.calib.on_trade(tr.ts_ms, tr.price * self.tick, tr.qty * self.sc.inst.qty.step_float, mid, tr.side)
+            self.calib.on_trade(tr.ts_ms, tr.price * self.tick, tr.qty * self.lot, mid, tr.side)
         book = self.sc.book
-        rt.put(self.venue.on_trade(tr, book if book.live else None))
+        recs = self.venue.on_trade(tr, book if book.live else None)
+        if recs:
+            rt.put(recs)
 
     def on_ticker(self, ticker: dict, ts_ms: int) -> None:
         self.rt.pos += 1
@@ -156,28 +163,30 @@ class SymbolStrategy:
         f = self.features
         inv = rt.inventory
         sym = self.symbol
-        d = rt.gate.check(
-            ts,
-            [SymbolRisk(sym, book.live, ts - book.ts_ms, inv.position_base(sym), inv.notional(sym))],
-            total_pnl=inv.total_pnl(), drawdown=inv.drawdown(), daily_pnl=inv.daily_pnl(),
-            errors_total=rt.errors_total(), ledger_error=rt.ledger_problem(),
+        gate = rt.gate
+        venue = self.venue
+        total_pnl, drawdown, daily_pnl = inv.pnl_path()
+        d = gate.check_symbol(
+            ts, sym, book.live, ts - book.ts_ms, inv.position_base(sym), inv.notional(sym),
+            total_pnl, drawdown, daily_pnl, rt.errors_total(), rt.ledger_problem(),
         )
         if d.events:
             rt.on_risk_events(d.events)
-        if sym in d.cancel:
+        if d.cancel and sym in d.cancel:
             self.cancel_all(ts, "risk gate")
         model = rt.adverse
         if model is not None:
             self.p_bid, self.p_ask = model.predict(f)
-        self.calib.set_sigma(f.sigma_price_per_s())
-        cal = self.calib.on_timer(ts)
+        calib = self.calib
+        calib.set_sigma(f.sigma_price_per_s())
+        cal = calib.on_timer(ts)
         q = self.pipe.step(
             ts_ms=ts, best_bid_ticks=book.best_bid, best_ask_ticks=book.best_ask,
-            position_lots=self.venue.position_lots, calibration=cal, ofi=f.ofi, imbalance=f.imbalance_top,
+            position_lots=venue.position_lots, calibration=cal, ofi=f.ofi, imbalance=f.imbalance_top,
             vpin=f.vpin, p_adverse_bid=self.p_bid, p_adverse_ask=self.p_ask,
         )
         self.decisions += 1
-        q = rt.gate.filter_quote(q, d, self.venue.position_lots, self.max_position_lots)
+        q = gate.filter_quote(q, d, venue.position_lots, self.max_position_lots)
         self.pulled = q.reason
         if self.audit_every and self.decisions % self.audit_every == 0:
             rec = self.pipe.audit(f.as_dict())
@@ -194,7 +203,7 @@ class SymbolStrategy:
         self.last_quote_ms = ts
         self.quotes_sent += 1
         rt.quoted = True
-        rt.put(self.venue.on_quote(q, book))
+        rt.put(venue.on_quote(q, book))
 
 
 class Runtime:

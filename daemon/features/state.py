@@ -108,6 +108,17 @@ _LOG_FIRST_N = 5
 
 _GETTERS: dict[tuple, object] = {}
 
+#: features kept up to date in a field (the property returns that field): vector() reads the field
+_STORED: dict[str, str] = {
+    "wmid_lean_ticks": "_lean",
+    "spread_bps": "_spread_bps",
+    "imbalance_top": "_imbalance_top",
+    "imbalance_k": "_imbalance_k",
+    "depth_ratio": "_depth_ratio",
+    "queue_pressure": "_queue_pressure",
+    "ofi": "_ofi_v",
+}
+
 
 def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
@@ -138,6 +149,14 @@ class FeatureState:
         self._wmid = math.nan
         self._lean = 0.0  # weighted_mid - mid, ticks
         self._prev: tuple | None = None  # (bid, qb, ask, qa) for OFI; None = no comparison
+        # features read on every tick, stored when their inputs change (their properties and
+        # vector() read these fields; see _refresh_ofi and on_book)
+        self._imbalance_top = 0.0
+        self._imbalance_k = 0.0
+        self._depth_ratio = 0.0
+        self._spread_bps = math.nan
+        self._ofi_v = 0.0
+        self._queue_pressure = 0.0
         self._ofi_w_s = cfg.ofi_window_s
         self._ofi = TimeWindowSum(_ms(cfg.ofi_window_s), 3)  # e_n, dq_bid, dq_ask (lots)
         # trades
@@ -166,12 +185,11 @@ class FeatureState:
     def _advance(self, ts_ms: int) -> int:
         """Move the clock to ``max(now, ts_ms)``: emit due samples (with the pre-event state),
         close a finished VPIN bar, evict expired window entries. Returns the new clock."""
-        if ts_ms > self.now_ms:
-            self.now_ms = ts_ms
-        else:
-            if ts_ms < self.now_ms:
-                self.counts["late_events"] += 1
         now = self.now_ms
+        if ts_ms > now:
+            self.now_ms = now = ts_ms
+        elif ts_ms < now:
+            self.counts["late_events"] += 1
         clock = self._clock
         if clock.started and now > clock.next_ms:
             g = clock.due(now)
@@ -180,9 +198,14 @@ class FeatureState:
                 self._vol.sample(m2, m2 * 0.5 * self.tick, g)
                 self._spread_stats.sample(self._spread, g)
                 self.counts["vol_samples"] += g
-        self._vpin.advance(now)
-        self._ofi.evict(now)
-        self._trades.evict(now)
+        # each of these is a no-op before its own due time (tested first: the common case)
+        if now >= self._vpin.bar_end_ms:
+            self._vpin.advance(now)
+        if now >= self._ofi.expires_ms:
+            self._ofi.evict(now)
+            self._refresh_ofi()
+        if now >= self._trades.expires_ms:
+            self._trades.evict(now)
         return now
 
     def on_book(self, book: OrderBook, ev: BookUpdate) -> None:
@@ -196,9 +219,15 @@ class FeatureState:
         self.best_bid, self.best_ask = bb, ba
         self.bid_size, self.ask_size = qb, qa
         self.bid_depth_lots, self.ask_depth_lots = vb, va
+        t = qb + qa
+        self._imbalance_top = (qb - qa) / t if t else 0.0
+        tk = vb + va
+        self._imbalance_k = (vb - va) / tk if tk else 0.0
+        self._depth_ratio = t / tk if tk else 0.0
         if bb is not None and ba is not None:
-            self._mid2 = bb + ba
+            m2 = self._mid2 = bb + ba
             self._spread = ba - bb
+            self._spread_bps = 2e4 * self._spread / m2 if m2 else math.nan
             tot = qb + qa
             tick = self.tick
             self._wmid = (qa * bb + qb * ba) / tot * tick if tot else (bb + ba) * 0.5 * tick
@@ -231,7 +260,14 @@ class FeatureState:
                     dqa = qa - pqa
             if e or dqb or dqa:
                 self._ofi.push(now, e, dqb, dqa)
+                self._refresh_ofi()
         self._prev = (bb, qb, ba, qa)
+
+    def _refresh_ofi(self) -> None:
+        """The OFI window sums changed: store the features read on every tick."""
+        s = self._ofi.sums
+        self._ofi_v = s[0] * self.lot
+        self._queue_pressure = (s[1] - s[2]) * self.lot / self._ofi_w_s
 
     def reset_book(self) -> None:
         """The book left LIVE: the next update starts a fresh OFI comparison."""
@@ -299,8 +335,7 @@ class FeatureState:
 
     @property
     def spread_bps(self) -> float:
-        m2 = self._mid2
-        return 2e4 * self._spread / m2 if m2 else math.nan
+        return self._spread_bps  # 2e4 * spread / (bid + ask) of the last two-sided book
 
     @property
     def spread_z(self) -> float:
@@ -308,18 +343,15 @@ class FeatureState:
 
     @property
     def imbalance_top(self) -> float:
-        t = self.bid_size + self.ask_size
-        return (self.bid_size - self.ask_size) / t if t else 0.0
+        return self._imbalance_top  # (Vb - Va) / (Vb + Va) at the touch, set by on_book
 
     @property
     def imbalance_k(self) -> float:
-        t = self.bid_depth_lots + self.ask_depth_lots
-        return (self.bid_depth_lots - self.ask_depth_lots) / t if t else 0.0
+        return self._imbalance_k  # the same over the top_k levels
 
     @property
     def depth_ratio(self) -> float:
-        t = self.bid_depth_lots + self.ask_depth_lots
-        return (self.bid_size + self.ask_size) / t if t else 0.0
+        return self._depth_ratio  # (Vb_1 + Va_1) / (Vb_k + Va_k)
 
     @property
     def bid_depth_k(self) -> float:
@@ -339,8 +371,7 @@ class FeatureState:
 
     @property
     def queue_pressure(self) -> float:
-        s = self._ofi.sums
-        return (s[1] - s[2]) * self.lot / self._ofi_w_s
+        return self._queue_pressure  # (sums[1] - sums[2]) * lot / ofi_window_s
 
     @property
     def ofi_lots(self) -> int:
@@ -349,7 +380,7 @@ class FeatureState:
 
     @property
     def ofi(self) -> float:
-        return self._ofi.sums[0] * self.lot
+        return self._ofi_v  # sums[0] * lot
 
     @property
     def cum_delta(self) -> float:
@@ -421,7 +452,8 @@ class FeatureState:
         key = names if type(names) is tuple else tuple(names)
         get = _GETTERS.get(key)
         if get is None:
-            get = _GETTERS[key] = attrgetter(*key) if len(key) > 1 else (lambda o, _g=attrgetter(*key): (_g(o),))
+            attrs = [_STORED.get(n, n) for n in key]  # a stored feature is read from its field
+            get = _GETTERS[key] = attrgetter(*attrs) if len(attrs) > 1 else (lambda o, _g=attrgetter(*attrs): (_g(o),))
         return get(self)
 
     def as_dict(self) -> dict[str, float]:

@@ -67,9 +67,12 @@ class RealizedVol:
     ``sqrt(1/(n-1) * sum (r - rbar)^2)``). The EWMA is RiskMetrics-style on squared returns
     (zero mean): ``v_k = lam * v_{k-1} + (1 - lam) * r_k^2`` with ``lam = 0.5**(sample_s / halflife_s)``,
     initialised with the first squared return.
+
+    Update it only through :meth:`sample` (the per-second rolling std is cached until the next
+    sample).
     """
 
-    __slots__ = ("sample_s", "lam", "roll", "ewma_var", "n_returns", "last_mid2", "mid")
+    __slots__ = ("sample_s", "lam", "roll", "ewma_var", "n_returns", "last_mid2", "mid", "_rv_per_s")
 
     def __init__(self, sample_s: float, window: int, halflife_s: float) -> None:
         self.sample_s = sample_s
@@ -79,12 +82,14 @@ class RealizedVol:
         self.n_returns = 0
         self.last_mid2 = 0  # previous sample's (bid + ask) in ticks, 0 = none yet
         self.mid = math.nan  # last sampled mid, price units
+        self._rv_per_s: float | None = None  # cached realized_vol_per_s (None: recompute)
 
     def sample(self, mid2: int, mid: float, times: int = 1) -> None:
         """Record ``times`` consecutive grid samples of the mid (``mid2 = bid + ask`` in ticks,
         exact; ``mid`` in price units)."""
         if times <= 0:
             return
+        self._rv_per_s = None
         self.mid = mid
         if self.last_mid2 == 0:
             self.last_mid2 = mid2
@@ -119,8 +124,11 @@ class RealizedVol:
 
     @property
     def realized_vol_per_s(self) -> float:
-        """Rolling log-return std per sqrt(second)."""
-        return self.roll.std() / math.sqrt(self.sample_s)
+        """Rolling log-return std per sqrt(second) (cached between samples)."""
+        v = self._rv_per_s
+        if v is None:
+            v = self._rv_per_s = self.roll.std() / math.sqrt(self.sample_s)
+        return v
 
     @property
     def ewma_vol(self) -> float:
@@ -142,23 +150,35 @@ class RealizedVol:
 class SpreadStats:
     """Spread z-score: the current spread (ticks) against the rolling distribution of the spread
     sampled on the fixed clock (last ``window`` samples, exact integer moments, ddof = 1).
-    ``z = (s - mean) / std``; 0 when the std is 0 (a spread pinned at one tick) or unknown."""
+    ``z = (s - mean) / std``; 0 when the std is 0 (a spread pinned at one tick) or unknown.
+    Update it only through :meth:`sample` (mean and std are cached until the next sample)."""
 
-    __slots__ = ("mom",)
+    __slots__ = ("mom", "_mean", "_sd")
 
     def __init__(self, window: int) -> None:
         self.mom = IntRollingMoments(window)
+        self._mean = 0.0
+        self._sd: float | None = None  # cached sqrt(var) (0.0: var not > 0; None: recompute)
 
     def sample(self, spread_ticks: int, times: int = 1) -> None:
+        self._sd = None
         for _ in range(min(times, self.mom.n)):
             self.mom.push(spread_ticks)
 
     def z(self, spread_ticks: int) -> float:
-        m = self.mom
-        v = m.var()
-        if not (v > 0.0):
+        sd = self._sd
+        if sd is None:
+            m = self.mom
+            v = m.var()
+            if v > 0.0:
+                self._mean = m.mean()
+                sd = math.sqrt(v)
+            else:
+                sd = 0.0
+            self._sd = sd
+        if sd == 0.0:
             return 0.0
-        return (spread_ticks - m.mean()) / math.sqrt(v)
+        return (spread_ticks - self._mean) / sd
 
 
 def garman_klass_var(o: float, h: float, lo: float, c: float) -> float:

@@ -31,6 +31,7 @@ from collections import deque
 from daemon.features.windows import IntRollingMoments
 
 _SQRT2 = math.sqrt(2.0)
+_NEVER = 1 << 62  # later than any time in ms
 
 
 def norm_cdf(x: float) -> float:
@@ -45,7 +46,7 @@ class Vpin:
         "bar_ms", "n", "bucket_lots", "derive_ms", "_sig",
         "_bar_k", "_bar_vol", "_bar_open", "_bar_close", "_last_close",
         "_fill", "_acc", "_ois", "_oi_sum", "buckets", "bars",
-        "_pending", "_derive_start", "_derive_vol",
+        "_pending", "_derive_start", "_derive_vol", "bar_end_ms",
     )
 
     def __init__(self, bar_ms: int, n_buckets: int, bucket_lots: int, sigma_bars: int, derive_ms: int) -> None:
@@ -61,6 +62,9 @@ class Vpin:
         self.derive_ms = derive_ms
         self._sig = IntRollingMoments(max(2, sigma_bars))
         self._bar_k: int | None = None  # index of the open bar
+        #: end (ms, exclusive) of the open bar, a huge value when none is open: ``advance(now)``
+        #: with ``now < bar_end_ms`` is a no-op
+        self.bar_end_ms = _NEVER
         self._bar_vol = 0
         self._bar_open = 0
         self._bar_close = 0
@@ -84,6 +88,7 @@ class Vpin:
             self._close_bar()
         if self._bar_k is None:
             self._bar_k = k
+            self.bar_end_ms = (k + 1) * self.bar_ms
             self._bar_open = price
             self._bar_vol = 0
         self._bar_vol += lots
@@ -105,6 +110,7 @@ class Vpin:
         dp = close - ref
         self._last_close = close
         self._bar_k = None
+        self.bar_end_ms = _NEVER
         self._bar_vol = 0
         self.bars += 1
         sig = self._sig

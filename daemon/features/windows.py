@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+_NEVER = 1 << 62  # later than any time in ms
+
 
 class TimeWindowSum:
     """Sums of integer columns over the time window ``(now - window_ms, now]``.
@@ -25,10 +27,12 @@ class TimeWindowSum:
     ``push(ts_ms, *values)`` appends one entry (``ts_ms`` must not decrease; the feature state
     stamps events with its monotone clock). ``evict(now_ms)`` drops entries with
     ``ts_ms <= now_ms - window_ms``. ``sums[i]`` is the exact sum of column ``i`` and ``count`` the
-    number of entries currently inside.
+    number of entries currently inside. ``expires_ms`` is when the oldest entry leaves (its
+    ``ts_ms + window_ms``; a huge value when empty): ``evict(now)`` with ``now < expires_ms`` is a
+    no-op, so callers on a hot path test it first.
     """
 
-    __slots__ = ("window_ms", "_q", "sums", "_ncols")
+    __slots__ = ("window_ms", "_q", "sums", "_ncols", "expires_ms")
 
     def __init__(self, window_ms: int, ncols: int = 1) -> None:
         if window_ms <= 0:
@@ -37,9 +41,13 @@ class TimeWindowSum:
         self._q: deque = deque()
         self.sums = [0] * ncols
         self._ncols = ncols
+        self.expires_ms = _NEVER
 
     def push(self, ts_ms: int, *values: int) -> None:
-        self._q.append((ts_ms, values))
+        q = self._q
+        if not q:
+            self.expires_ms = ts_ms + self.window_ms
+        q.append((ts_ms, values))
         s = self.sums
         for i, v in enumerate(values):
             s[i] += v
@@ -52,6 +60,7 @@ class TimeWindowSum:
             _, values = q.popleft()
             for i, v in enumerate(values):
                 s[i] -= v
+        self.expires_ms = q[0][0] + self.window_ms if q else _NEVER
 
     @property
     def count(self) -> int:

@@ -252,7 +252,8 @@ class AdverseModel:
         self._names = tuple(self.feature_names)
         self._sgn = tuple(-1.0 if n in DIRECTIONAL_FEATURES else 1.0 for n in self.feature_names)
         self._inv = tuple(1.0 / s for s in self.std)
-        self._cols = tuple(zip(self._sgn, self.mean, self._inv, self.weights))
+        # per feature: (mirrored for the bid, sign, mean, 1/std, weight)
+        self._cols = tuple((sg != 1.0, sg, m, inv, w) for sg, m, inv, w in zip(self._sgn, self.mean, self._inv, self.weights))
 
     # -- runtime -------------------------------------------------------------------------------
 
@@ -269,13 +270,17 @@ class AdverseModel:
         a_ask = a_bid = self.intercept
         hi = self.z_clip
         lo = -hi
-        for v, (sg, m, inv, w) in zip(vals, self._cols):
-            if v != v or v in (math.inf, -math.inf):
-                continue  # NaN -> the training mean (z = 0) on both sides
+        isfinite = math.isfinite
+        for v, (mirrored, sg, m, inv, w) in zip(vals, self._cols):
+            if not isfinite(v):
+                continue  # NaN (or inf) -> the training mean (z = 0) on both sides
             z = (v - m) * inv
-            a_ask += w * (hi if z > hi else lo if z < lo else z)
-            z = (sg * v - m) * inv
-            a_bid += w * (hi if z > hi else lo if z < lo else z)
+            t = w * (hi if z > hi else lo if z < lo else z)
+            a_ask += t
+            if mirrored:
+                z = (sg * v - m) * inv
+                t = w * (hi if z > hi else lo if z < lo else z)
+            a_bid += t  # (unmirrored: sg * v == v, the same term)
         return _sig1(a_bid), _sig1(a_ask)
 
     def predict_rows(self, X: np.ndarray, side: int) -> np.ndarray:

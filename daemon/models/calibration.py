@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from operator import mul
 
 import msgspec
 
@@ -109,19 +110,20 @@ def fit_exponential_intensity(
     n = len(depths)
     if n < 2 or n != len(rates) or (weights is not None and len(weights) != n):
         raise ValueError("need at least 2 (depth, rate[, weight]) points of equal length")
-    ys = [math.log(r) for r in rates]
+    ys = list(map(math.log, rates))
     ws = weights if weights is not None else [1.0] * n
     sw = sum(ws)
     if not sw > 0:
         raise ValueError("weights must sum to a positive number")
-    mx = sum(w * x for w, x in zip(ws, depths)) / sw
-    my = sum(w * y for w, y in zip(ws, ys)) / sw
+    mx = sum(map(mul, ws, depths)) / sw  # sum of w * x
+    my = sum(map(mul, ws, ys)) / sw  # sum of w * y
     sxx = sxy = syy = 0.0
     for w, x, y in zip(ws, depths, ys):
         dx = x - mx
         dy = y - my
-        sxx += w * dx * dx
-        sxy += w * dx * dy
+        wdx = w * dx
+        sxx += wdx * dx  # w * dx * dx
+        sxy += wdx * dy  # w * dx * dy
         syy += w * dy * dy
     if sxx <= 0.0:
         raise ValueError("depths must not all be equal")
@@ -151,7 +153,7 @@ class Calibrator:
     __slots__ = (
         "cfg", "tick", "width", "nb", "window_ms", "_trades", "_counts", "_first_ms", "_floor_ms",
         "_last_ms", "_last_fit_ms", "_sigma", "_sigma_source", "_est", "rejected", "late", "merged",
-        "_sweep",
+        "_sweep", "_sigma_in", "_refit_ms", "_depths",
     )
 
     def __init__(self, cfg: CalibrationConfig, tick: float) -> None:
@@ -161,6 +163,7 @@ class Calibrator:
         self.tick = float(tick)
         self.width = cfg.bucket_ticks * self.tick
         self.nb = max(2, cfg.max_depth_ticks // cfg.bucket_ticks + 1)
+        self._depths = [i * self.width for i in range(self.nb)]  # threshold i's depth, price units
         self.window_ms = int(round(cfg.window_s * 1000.0))
         self._trades: deque[tuple[int, int]] = deque()  # (ts_ms, bucket)
         self._counts = [0] * self.nb
@@ -170,6 +173,8 @@ class Calibrator:
         self._last_fit_ms: int | None = None
         self._sigma = float(_clamp(cfg.sigma_fallback, *cfg.sigma_bounds))
         self._sigma_source = "fallback"
+        self._sigma_in: float | None = None  # the last usable set_sigma input (repeating it is a no-op)
+        self._refit_ms = cfg.refit_interval_s * 1000.0
         self.rejected: dict[str, int] = {}
         self.late = 0
         self.merged = 0  # prints folded into the previous arrival (same taker order)
@@ -233,7 +238,11 @@ class Calibrator:
     def set_sigma(self, sigma: float | None) -> None:
         """Volatility from the feature state, price units per sqrt(second). ``None`` / non-finite /
         ``<= 0`` means "not available yet": the fallback is used. Clamped to ``sigma_bounds``."""
+        if sigma is not None and sigma == self._sigma_in:
+            return  # already set from this very input (the features' sigma changes once per sample)
+        self._sigma_in = None
         if sigma is not None and math.isfinite(sigma) and sigma > 0:
+            self._sigma_in = sigma
             self._sigma = _clamp(float(sigma), *self.cfg.sigma_bounds)
             self._sigma_source = "features"
         else:
@@ -260,9 +269,10 @@ class Calibrator:
         if self._first_ms is None:
             self._first_ms = ts_ms
         now = self._last_ms
-        self._evict(now)
-        due = self._last_fit_ms is None or now - self._last_fit_ms >= self.cfg.refit_interval_s * 1000.0
-        if due:
+        trades = self._trades
+        if trades and trades[0][0] < now - self.window_ms:
+            self._evict(now)
+        if self._last_fit_ms is None or now - self._last_fit_ms >= self._refit_ms:
             self._refit(now)
         return self._est
 
@@ -332,18 +342,18 @@ class Calibrator:
         if span_s <= 0:
             self._est = self._fallback(now, n, 0, math.nan, "thin: zero time span")
             return
-        depths: list[float] = []
         rates: list[float] = []
         counts = self._counts
+        min_n = cfg.min_bucket_trades
         cum = n  # N_0 = all trades; N_i = N_{i-1} - counts[i-1]
         for i in range(self.nb):
             if i:
                 cum -= counts[i - 1]
-            if cum < cfg.min_bucket_trades:
+            if cum < min_n:
                 break
-            depths.append(i * self.width)
             rates.append(cum / span_s)
-        m = len(depths)
+        m = len(rates)
+        depths = self._depths[:m]
         if m < cfg.min_points:
             self._est = self._fallback(now, n, m, math.nan, f"thin: {m} < min_points {cfg.min_points} depths")
             return

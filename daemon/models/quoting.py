@@ -119,6 +119,27 @@ def finalize(
     asymmetric penalty are measured from it); ``best_*_ticks`` the current touch (``None`` = side
     empty, no clamp); ``order_size_lots`` the size of both sides unless ``bid_size_lots`` /
     ``ask_size_lots`` override it. ``adverse`` ``None`` or ``threshold None`` disables the gate."""
+    return _finalize(raw, instrument, mid, best_bid_ticks, best_ask_ticks, order_size_lots, ts_ms, inventory,
+                     p_adverse_bid, p_adverse_ask, adverse, min_spread_ticks, bid_size_lots, ask_size_lots)
+
+
+def _finalize(
+    raw: RawQuote,
+    instrument: Instrument,
+    mid: float,
+    best_bid_ticks: int | None,
+    best_ask_ticks: int | None,
+    order_size_lots: int,
+    ts_ms: int,
+    inventory: InventoryDecision | None,
+    p_adverse_bid: float,
+    p_adverse_ask: float,
+    adverse: AdverseConfig | None,
+    min_spread_ticks: int,
+    bid_size_lots: int | None,
+    ask_size_lots: int | None,
+) -> tuple[Quote, QuoteReasons]:
+    """:func:`finalize` with positional arguments (the per-tick call)."""
     tick = instrument.price.step_float
     rb = ""
     ra = ""
@@ -220,7 +241,7 @@ def finalize(
             ra = _add(ra, "limit")
 
     reasons = QuoteReasons(rb, ra)
-    return Quote(instrument.symbol, bpx, bq, apx, aq, ts_ms, reasons.text()), reasons
+    return Quote(instrument.symbol, bpx, bq, apx, aq, ts_ms, reasons.text() if rb or ra else ""), reasons
 
 
 def audit_record(
@@ -357,6 +378,9 @@ class QuotingPipeline:
         self.session = SessionClock(quoter_cfg.horizon_s) if quoter_cfg.horizon_mode == "session" else None
         self.min_spread_ticks = quoter_cfg.min_spread_ticks
         self._last: tuple | None = None
+        # InventoryControl.decide is a pure function of its inputs: the last call's, and its answer
+        self._inv_key: tuple | None = None
+        self._inv_decision: InventoryDecision | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, instrument: Instrument, quoter: Quoter | None = None) -> "QuotingPipeline":
@@ -393,25 +417,22 @@ class QuotingPipeline:
         ba = best_ask_ticks * tick
         mid = 0.5 * (bb + ba)
         t_left = self.session.t_left_s(ts_ms) if self.session is not None else math.inf
-        decision = self.inventory.decide(position_lots, mid, calibration.sigma, sigma_ref)
+        sigma = calibration.sigma
+        key = (position_lots, mid, sigma, sigma_ref)
+        if key == self._inv_key:
+            decision = self._inv_decision
+        else:
+            decision = self.inventory.decide(position_lots, mid, sigma, sigma_ref)
+            self._inv_key = key
+            self._inv_decision = decision
         state = MarketState(
-            ts_ms, mid, bb, ba, tick, decision.q, calibration.sigma, calibration.A, calibration.kappa,
+            ts_ms, mid, bb, ba, tick, decision.q, sigma, calibration.A, calibration.kappa,
             t_left, ofi, imbalance, vpin, ba - bb, p_adverse_bid, p_adverse_ask,
         )
         raw = self.quoter.quote(state)
-        quote, reasons = finalize(
-            raw,
-            instrument=inst,
-            mid=mid,
-            best_bid_ticks=best_bid_ticks,
-            best_ask_ticks=best_ask_ticks,
-            order_size_lots=self.order_lots,
-            ts_ms=ts_ms,
-            inventory=decision,
-            p_adverse_bid=p_adverse_bid,
-            p_adverse_ask=p_adverse_ask,
-            adverse=self.adverse,
-            min_spread_ticks=self.min_spread_ticks,
+        quote, reasons = _finalize(
+            raw, inst, mid, best_bid_ticks, best_ask_ticks, self.order_lots, ts_ms, decision, p_adverse_bid,
+            p_adverse_ask, self.adverse, self.min_spread_ticks, None, None,
         )
         self._last = (state, raw, quote, reasons, calibration, decision)
         return quote

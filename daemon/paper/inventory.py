@@ -41,6 +41,7 @@ from daemon.core.instrument import Instrument
 
 DEFAULT_HORIZONS_MS = (1000, 5000, 30000)
 DAY_MS = 86_400_000
+_NEVER = float("inf")  # no pending markout
 
 
 class BookedFill(msgspec.Struct, gc=False):
@@ -146,6 +147,10 @@ class Inventory:
         #: authority for the whole journal
         self._seen: dict[str, None] = {}
         self._pending: dict[str, dict[int, deque]] = {s: {h: deque() for h in self.horizons_ms} for s in self.instruments}
+        #: per symbol, a time (ms) at or before the earliest due time at the head of a pending
+        #: queue (inf: none): a mid before it has nothing to mark out (lowered when a fill is
+        #: booked, recomputed when markouts are emitted)
+        self._due_ms: dict[str, float] = {s: _NEVER for s in self.instruments}
         self._prev_mid: dict[str, float] = {}
         self.duplicates = 0
         # equity path (total PnL over all symbols)
@@ -162,23 +167,28 @@ class Inventory:
         self.instruments[ins.symbol] = ins
         self.books[ins.symbol] = SymbolPnl(ins.symbol)
         self._pending[ins.symbol] = {h: deque() for h in self.horizons_ms}
+        self._due_ms[ins.symbol] = _NEVER
 
     # -- inputs ---------------------------------------------------------------------------------
 
     def on_mid(self, symbol: str, ts_ms: int, mid: float) -> list[Markout]:
         """A new mid (price units) at ``ts_ms``. Returns the markouts that came due."""
         b = self.books[symbol]
-        prev = b.mid
         out: list[Markout] = []
-        pend = self._pending[symbol]
-        for h, dq in pend.items():
-            while dq and dq[0][0] <= ts_ms:
-                due, fid, side, px, qty = dq.popleft()
-                m = mid if due == ts_ms or prev != prev else prev  # prevailing mid at `due`
-                v = side * (m - px)
-                out.append(Markout(f"{fid}:mo{h}", symbol, fid, h, due, side, px, m, v, v * qty))
-                b.markout_sum[h] = b.markout_sum.get(h, 0.0) + v
-                b.markout_n[h] = b.markout_n.get(h, 0) + 1
+        if ts_ms >= self._due_ms[symbol]:
+            prev = b.mid
+            nxt = _NEVER
+            for h, dq in self._pending[symbol].items():
+                while dq and dq[0][0] <= ts_ms:
+                    due, fid, side, px, qty = dq.popleft()
+                    m = mid if due == ts_ms or prev != prev else prev  # prevailing mid at `due`
+                    v = side * (m - px)
+                    out.append(Markout(f"{fid}:mo{h}", symbol, fid, h, due, side, px, m, v, v * qty))
+                    b.markout_sum[h] = b.markout_sum.get(h, 0.0) + v
+                    b.markout_n[h] = b.markout_n.get(h, 0) + 1
+                if dq and dq[0][0] < nxt:  # only queue heads are ever tested above
+                    nxt = dq[0][0]
+            self._due_ms[symbol] = nxt
         b.mid = mid
         b.mid_ts_ms = ts_ms
         self._touch(ts_ms)
@@ -230,8 +240,11 @@ class Inventory:
                 b.avg_entry = 0.0
             elif (b.position_lots > 0) != (pos > 0):
                 b.avg_entry = px  # flipped through zero: the remainder opens at this price
+        due_ms = self._due_ms
         for h, dq in self._pending[f.symbol].items():
             dq.append((f.ts_ms + h, f.fill_id, side, px, qb))
+            if f.ts_ms + h < due_ms[f.symbol]:
+                due_ms[f.symbol] = f.ts_ms + h
         self._touch(f.ts_ms)
 
     def apply_funding(self, fnd) -> bool:
@@ -288,6 +301,12 @@ class Inventory:
             if b.position_lots and b.mid == b.mid:
                 t += self.instruments[s].qty.to_float(b.position_lots) * (b.mid - b.avg_entry)
         return t
+
+    def pnl_path(self) -> tuple[float, float, float]:
+        """``(total_pnl(), drawdown(), daily_pnl())`` with the total computed once (the risk gate's
+        inputs on every decision; quote currency)."""
+        t = self.total_pnl()
+        return t, self.peak - t, t - self.day_start_total
 
     def drawdown(self) -> float:
         """Current drawdown from the equity peak (quote currency, >= 0)."""

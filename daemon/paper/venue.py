@@ -89,6 +89,7 @@ from daemon.core.events import BUY, SELL, Fill, Quote, TickerUpdate, Trade
 from daemon.core.instrument import Instrument
 
 QUEUE_MODELS = ("conservative", "prob_linear", "prob_power")
+_NEVER = float("inf")  # no scheduled order time
 
 # order status
 PENDING = "pending"
@@ -230,6 +231,10 @@ class PaperVenue:
         self.working: dict[int, PaperOrder | None] = {BUY: None, SELL: None}
         #: every order not yet done (working ones and replaced ones waiting for their cancel)
         self.orders: list[PaperOrder] = []
+        #: a time (ms) at or before the earliest scheduled activation / amend / cancel of an order
+        #: (inf: none): :meth:`_advance` before it has nothing to do. Lowered whenever a time is
+        #: scheduled, recomputed after each pass.
+        self._due_ms: float = _NEVER
         #: trade id -> lots of that trade already given to our orders (bounded LRU)
         self._trade_used: OrderedDict[str, int] = OrderedDict()
         self._trade_memory = trade_memory
@@ -292,6 +297,8 @@ class PaperVenue:
                 if self._check_rules(side, px, qty, ts, out):
                     cur.amend_qty = qty
                     cur.amend_ms = ts + self.entry_latency_ms
+                    if cur.amend_ms < self._due_ms:
+                        self._due_ms = cur.amend_ms
                 else:  # the smaller size is not allowed: do not leave the larger one working
                     self._request_cancel(cur, ts, "unquoted", out)
                     self.working[side] = None
@@ -312,6 +319,8 @@ class PaperVenue:
         o = PaperOrder(oid, side, px, qty, ts + self.entry_latency_ms, replaces)
         self.working[side] = o
         self.orders.append(o)
+        if o.live_ms < self._due_ms:
+            self._due_ms = o.live_ms
         self._last_reject.pop(side, None)
         self._emit(o, "placed", ts, out, replaces=replaces)
 
@@ -349,6 +358,8 @@ class PaperVenue:
             return
         o.cancel_ms = ts + self.cancel_latency_ms
         o.cancel_reason = reason
+        if o.cancel_ms < self._due_ms:
+            self._due_ms = o.cancel_ms
         self._emit(o, "cancel_requested", ts, out, reason=reason)
 
     def _emit(self, o: PaperOrder, kind: str, ts: int, out: list, reason: str = "", replaces: str = "") -> None:
@@ -382,8 +393,8 @@ class PaperVenue:
 
     def _advance(self, ts: int, book: OrderBook | None, out: list) -> None:
         orders = self.orders
-        if not orders:
-            return
+        if not orders or ts < self._due_ms:
+            return  # nothing scheduled at or before ts
         changed = False
         for o in orders:
             if o.status == PENDING and o.live_ms <= ts:
@@ -411,6 +422,21 @@ class PaperVenue:
                 changed = True
         if changed:
             self._drop_done()
+        self._due_ms = self._next_due()
+
+    def _next_due(self) -> float:
+        """The earliest activation / amend / cancel time still scheduled (ms; inf: none)."""
+        due = _NEVER
+        for o in self.orders:
+            if o.status == DONE:
+                continue
+            if o.status == PENDING and o.live_ms < due:
+                due = o.live_ms
+            if o.amend_qty is not None and o.amend_ms < due:
+                due = o.amend_ms
+            if o.cancel_ms is not None and o.cancel_ms < due:
+                due = o.cancel_ms
+        return due
 
     def _drop_done(self) -> None:
         self.orders = [o for o in self.orders if o.status != DONE]
@@ -448,6 +474,9 @@ class PaperVenue:
         size changes at our levels (O(open orders))."""
         ts = book.ts_ms if ts_ms is None else ts_ms
         out: list = []
+        orders = self.orders
+        if not orders:
+            return out
         self._advance(ts, book, out)
         if not book.live:
             return out  # sizes of a book that is not LIVE say nothing about our queue
@@ -458,11 +487,11 @@ class PaperVenue:
 
     def _depth(self, o: PaperOrder, book: OrderBook) -> None:
         new = book.size_at(o.side, o.price)
-        if new == 0 and _beyond_window(book, o.side, o.price):
-            return  # level outside the visible window: keep the estimate
         prev = o.level_qty
         if new == prev and o.traded_at_level == 0.0:
-            return
+            return  # nothing changed (tested first: it also covers a level outside the window)
+        if new == 0 and _beyond_window(book, o.side, o.price):
+            return  # level outside the visible window: keep the estimate
         o.level_qty = new
         front = o.queue_ahead
         chg = prev - new - o.traded_at_level
@@ -490,6 +519,11 @@ class PaperVenue:
             self.dup_trades += 1
             return out
         self._advance(trade.ts_ms, book, out)
+        if not self.orders:  # nothing to fill: remember the trade id only
+            used_map[tid] = 0
+            if len(used_map) > self._trade_memory:
+                used_map.popitem(last=False)
+            return out
         used = 0
         # Our orders the taker can hit, best for the taker first (lowest ask / highest bid).
         our_side = -trade.side
@@ -526,7 +560,7 @@ class PaperVenue:
         used_map[tid] = used
         if len(used_map) > self._trade_memory:
             used_map.popitem(last=False)
-        if any(o.status == DONE for o in self.orders):
+        if used and any(o.status == DONE for o in self.orders):  # (only a fill finishes an order here)
             self._drop_done()
         return out
 
@@ -591,5 +625,5 @@ def _beyond_window(book: OrderBook, side: int, price: int) -> bool:
     if side == BUY:
         levels = book.bid_levels()
         return not levels or price < levels[-1][0]
-    keys = book.ask_prices()
-    return not keys or price > keys[-1]
+    levels = book.ask_levels()
+    return not levels or price > levels[-1][0]
