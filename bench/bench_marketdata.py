@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from daemon.bybit.messages import FrameParser  # noqa: E402
-from daemon.core.book import OrderBook  # noqa: E402
 from daemon.core.events import BookUpdate  # noqa: E402
 from daemon.core.instrument import btcusdt_linear  # noqa: E402
 from daemon.logging import configure_logging  # noqa: E402
@@ -164,10 +163,17 @@ def s_orjson(_):
     return orjson.loads
 
 
-def s_mmd(_):
+def _parse_book(pure: bool):
+    """parse + book as the daemon runs it (C scanner + C book when built), or on the pure-Python
+    reference (no scanner, ``PyOrderBook``)."""
+    from daemon.core.book import OrderBook, PyOrderBook
+
     inst = btcusdt_linear()
     parser = FrameParser({"BTCUSDT": inst})
-    books: dict[int, OrderBook] = {1: OrderBook("BTCUSDT", 1), 50: OrderBook("BTCUSDT", 50)}
+    if pure:
+        parser._scan = None
+    Book = PyOrderBook if pure else OrderBook
+    books = {1: Book("BTCUSDT", 1), 50: Book("BTCUSDT", 50)}
     parse = parser.parse
 
     def step(f: bytes) -> None:
@@ -176,24 +182,14 @@ def s_mmd(_):
                 books[ev.depth].apply(ev)
 
     return step
+
+
+def s_mmd(_):
+    return _parse_book(False)
 
 
 def s_mmd_pure(_):
-    """parse+book on the pure-Python reference (no C scanner, PyOrderBook)."""
-    from daemon.core.book import PyOrderBook
-
-    inst = btcusdt_linear()
-    parser = FrameParser({"BTCUSDT": inst})
-    parser._scan = None
-    books = {1: PyOrderBook("BTCUSDT", 1), 50: PyOrderBook("BTCUSDT", 50)}
-    parse = parser.parse
-
-    def step(f: bytes) -> None:
-        for ev in parse(f, 0):
-            if type(ev) is BookUpdate:
-                books[ev.depth].apply(ev)
-
-    return step
+    return _parse_book(True)
 
 
 def s_pybit_full(_):

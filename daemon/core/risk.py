@@ -172,39 +172,19 @@ class RiskGate:
 
         # ---- soft gates ----
         rate = self._error_rate(ts_ms, errors_total)
-        storm = rate > self.max_error_rate
         for s in symbols:
-            why = ""
-            if not s.book_live:
-                why = "book_not_live"
-            elif s.book_age_ms > self.stale_ms:
-                why = "book_stale"
-            elif storm:
-                why = "error_rate"
-            elif ledger_error is not None:
-                why = "ledger_error"
-            old = self.paused.get(s.symbol)
-            if why and old != why:
-                if old is None:
+            change = self._soft(ts_ms, s.symbol, s.book_live, s.book_age_ms, rate, ledger_error)
+            if change is not None:
+                ev, starts = change
+                if starts:
                     cancel.add(s.symbol)
-                self.paused[s.symbol] = why
-                val, lim = (rate, self.max_error_rate) if why == "error_rate" else (float(s.book_age_ms), float(self.stale_ms))
-                detail = ledger_error[:200] if why == "ledger_error" and ledger_error else ""
-                events.append(self._event("pause", why, s.symbol, ts_ms, val, lim, detail))
-            elif not why and old is not None:
-                del self.paused[s.symbol]
-                events.append(self._event("unpause", old, s.symbol, ts_ms))
+                events.append(ev)
 
         # ---- hard limits ----
         if not self.tripped:
             trip = self._hard(symbols, total_pnl, drawdown, daily_pnl)
             if trip is not None:
-                check, sym, val, lim = trip
-                self.tripped = True
-                self.reason = f"{check} {sym}: {val:.6g} > {lim:.6g}"
-                self.since_ms = ts_ms
-                self.trips += 1
-                events.append(self._event("trip", check, sym, ts_ms, val, lim, self.reason))
+                events.append(self._trip(ts_ms, trip))
         if self.tripped and not was_halted:
             cancel.update(s.symbol for s in symbols)
         return RiskDecision(self.tripped, frozenset(self.paused), frozenset(cancel), events)
@@ -237,8 +217,38 @@ class RiskGate:
             s = SymbolRisk(symbol, book_live, book_age_ms, position, notional)
             events = [self._resume(ts_ms, "cooldown", total_pnl, [s])]
 
-        # ---- soft gates (the rules of check, in its order) ----
+        # ---- soft gates (the same rule as check's) ----
         rate = self._error_rate(ts_ms, errors_total)
+        change = self._soft(ts_ms, symbol, book_live, book_age_ms, rate, ledger_error)
+        if change is not None:
+            ev, cancel = change
+            if events is None:
+                events = [ev]
+            else:
+                events.append(ev)
+
+        # ---- hard limits ----
+        if not self.tripped:
+            trip = self._hard_symbol(symbol, position, notional, total_pnl, drawdown, daily_pnl)
+            if trip is not None:
+                ev = self._trip(ts_ms, trip)
+                if events is None:
+                    events = [ev]
+                else:
+                    events.append(ev)
+        if self.tripped and not was_halted:
+            cancel = True
+        paused = self.paused
+        if events is None and not cancel and not paused:
+            return self._quiet_halted if self.tripped else self._quiet
+        return RiskDecision(self.tripped, frozenset(paused), frozenset((symbol,)) if cancel else frozenset(),
+                            events if events is not None else [])
+
+    def _soft(self, ts_ms: int, symbol: str, book_live: bool, book_age_ms: int, rate: float,
+              ledger_error: str | None) -> tuple[RiskEvent, bool] | None:
+        """The soft gate of one symbol: pause (first reason that applies, in this order), change of
+        pause reason, or unpause. Returns ``(event, starts_pause)`` (``starts_pause``: a pause
+        began, so the symbol's orders must be cancelled), or None when nothing changed."""
         if not book_live:
             why = "book_not_live"
         elif book_age_ms > self.stale_ms:
@@ -252,44 +262,23 @@ class RiskGate:
         paused = self.paused
         old = paused.get(symbol) if paused else None
         if why and old != why:
-            if old is None:
-                cancel = True
             paused[symbol] = why
             val, lim = (rate, self.max_error_rate) if why == "error_rate" else (float(book_age_ms), float(self.stale_ms))
             detail = ledger_error[:200] if why == "ledger_error" and ledger_error else ""
-            ev = self._event("pause", why, symbol, ts_ms, val, lim, detail)
-            if events is None:
-                events = [ev]
-            else:
-                events.append(ev)
-        elif not why and old is not None:
+            return self._event("pause", why, symbol, ts_ms, val, lim, detail), old is None
+        if not why and old is not None:
             del paused[symbol]
-            ev = self._event("unpause", old, symbol, ts_ms)
-            if events is None:
-                events = [ev]
-            else:
-                events.append(ev)
+            return self._event("unpause", old, symbol, ts_ms), False
+        return None
 
-        # ---- hard limits ----
-        if not self.tripped:
-            trip = self._hard_symbol(symbol, position, notional, total_pnl, drawdown, daily_pnl)
-            if trip is not None:
-                check, sym, val, lim = trip
-                self.tripped = True
-                self.reason = f"{check} {sym}: {val:.6g} > {lim:.6g}"
-                self.since_ms = ts_ms
-                self.trips += 1
-                ev = self._event("trip", check, sym, ts_ms, val, lim, self.reason)
-                if events is None:
-                    events = [ev]
-                else:
-                    events.append(ev)
-        if self.tripped and not was_halted:
-            cancel = True
-        if events is None and not cancel and not paused:
-            return self._quiet_halted if self.tripped else self._quiet
-        return RiskDecision(self.tripped, frozenset(paused), frozenset((symbol,)) if cancel else frozenset(),
-                            events if events is not None else [])
+    def _trip(self, ts_ms: int, trip: tuple) -> RiskEvent:
+        """Trip the hard gate on ``trip = (check, symbol, value, limit)``; returns the event."""
+        check, sym, val, lim = trip
+        self.tripped = True
+        self.reason = f"{check} {sym}: {val:.6g} > {lim:.6g}"
+        self.since_ms = ts_ms
+        self.trips += 1
+        return self._event("trip", check, sym, ts_ms, val, lim, self.reason)
 
     def _hard_symbol(self, symbol: str, position: float, notional: float, total_pnl: float, drawdown: float,
                      daily_pnl: float):
