@@ -1,7 +1,7 @@
-"""Build hook for the optional C accelerator (daemon/core/_fastbook.c).
+"""Build hook for the optional C accelerators (daemon/core/_fastbook.c, daemon/models/_fastcalib.c).
 
 Everything else lives in pyproject.toml. The extension is ``optional``: without a C compiler the
-install still succeeds and mmd runs on the pure-Python book and parser (slower; it logs
+install still succeeds and mmd runs on the pure-Python references (book, parser, A/kappa fit) (slower; it logs
 ``fast_path_unavailable`` at start). ``MMD_PURE_PYTHON=1`` selects the pure-Python path at run time.
 """
 
@@ -13,7 +13,14 @@ setup(
             "daemon.core._fastbook",
             ["daemon/core/_fastbook.c"],
             optional=True,
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-field-initializers"],
-        )
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-field-initializers", "-ffp-contract=off"],
+        ),
+        Extension(
+            "daemon.models._fastcalib",
+            ["daemon/models/_fastcalib.c"],
+            optional=True,
+            # no -ffast-math: the fit must stay bit-identical to the Python reference
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-fno-fast-math", "-ffp-contract=off"],
+        ),
     ]
 )

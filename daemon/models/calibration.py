@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from operator import mul
 
 import msgspec
 
@@ -106,17 +105,27 @@ def fit_exponential_intensity(
 
     ``depths`` in price units, ``rates`` per second (all > 0), at least 2 points; ``weights``
     optional (``None`` = ordinary least squares). ``r2`` is the (weighted) coefficient of
-    determination, 0 when the log-rates have no variance. Plain floats (a few hundred points)."""
+    determination, 0 when the log-rates have no variance. Plain floats (a few hundred points),
+    summed left to right (explicit loops, not ``sum()``, whose float algorithm changed in Python
+    3.12): ``daemon/models/_fastcalib.c`` does the same operations and must stay bit-identical."""
     n = len(depths)
     if n < 2 or n != len(rates) or (weights is not None and len(weights) != n):
         raise ValueError("need at least 2 (depth, rate[, weight]) points of equal length")
     ys = list(map(math.log, rates))
     ws = weights if weights is not None else [1.0] * n
-    sw = sum(ws)
+    sw = 0.0
+    for w in ws:
+        sw += w
     if not sw > 0:
         raise ValueError("weights must sum to a positive number")
-    mx = sum(map(mul, ws, depths)) / sw  # sum of w * x
-    my = sum(map(mul, ws, ys)) / sw  # sum of w * y
+    sx = 0.0
+    for w, x in zip(ws, depths):
+        sx += w * x
+    sy = 0.0
+    for w, y in zip(ws, ys):
+        sy += w * y
+    mx = sx / sw
+    my = sy / sw
     sxx = sxy = syy = 0.0
     for w, x, y in zip(ws, depths, ys):
         dx = x - mx
@@ -132,6 +141,46 @@ def fit_exponential_intensity(
     ss_res = syy - slope * sxy
     r2 = 0.0 if syy <= 0.0 else max(0.0, 1.0 - ss_res / syy)
     return math.exp(intercept), -slope, r2
+
+
+def intensity_fit_py(counts: list[int], n: int, span_s: float, min_n: int, min_points: int, width: float,
+                     weighted: bool) -> tuple[int, float, float, float]:
+    """The fit of one refit, from the window's depth-bucket ``counts`` (see the module docstring):
+    ``N_0 = n``, ``N_i = N_{i-1} - counts[i-1]``; points ``(i * width, N_i / span_s)`` while
+    ``N_i >= min_n``; weights ``N_i`` (``weighted``) or 1. Returns ``(m, A, kappa, r2)``: ``m``
+    points; ``A``, ``kappa``, ``r2`` NaN when ``m < min_points`` (no fit). Pure-Python reference of
+    :data:`intensity_fit` (the C one when built)."""
+    rates: list[float] = []
+    cum = n
+    for i in range(len(counts)):
+        if i:
+            cum -= counts[i - 1]
+        if cum < min_n:
+            break
+        rates.append(cum / span_s)
+    m = len(rates)
+    if m < min_points or m < 2:
+        return m, math.nan, math.nan, math.nan
+    depths = [i * width for i in range(m)]
+    weights = [r * span_s for r in rates] if weighted else None
+    A, kappa, r2 = fit_exponential_intensity(depths, rates, weights)
+    return m, A, kappa, r2
+
+
+def _load_fast():
+    import os
+
+    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from daemon.models import _fastcalib
+    except ImportError:
+        return None
+    return _fastcalib.intensity_fit
+
+
+#: the refit's fit: C (``_fastcalib``) when built and ``MMD_PURE_PYTHON`` is unset, else the reference
+intensity_fit = _load_fast() or intensity_fit_py
 
 
 class Calibrator:
@@ -153,7 +202,7 @@ class Calibrator:
     __slots__ = (
         "cfg", "tick", "width", "nb", "window_ms", "_trades", "_counts", "_first_ms", "_floor_ms",
         "_last_ms", "_last_fit_ms", "_sigma", "_sigma_source", "_est", "rejected", "late", "merged",
-        "_sweep", "_sigma_in", "_refit_ms", "_depths",
+        "_sweep", "_sigma_in", "_refit_ms",
     )
 
     def __init__(self, cfg: CalibrationConfig, tick: float) -> None:
@@ -163,7 +212,6 @@ class Calibrator:
         self.tick = float(tick)
         self.width = cfg.bucket_ticks * self.tick
         self.nb = max(2, cfg.max_depth_ticks // cfg.bucket_ticks + 1)
-        self._depths = [i * self.width for i in range(self.nb)]  # threshold i's depth, price units
         self.window_ms = int(round(cfg.window_s * 1000.0))
         self._trades: deque[tuple[int, int]] = deque()  # (ts_ms, bucket)
         self._counts = [0] * self.nb
@@ -342,23 +390,11 @@ class Calibrator:
         if span_s <= 0:
             self._est = self._fallback(now, n, 0, math.nan, "thin: zero time span")
             return
-        rates: list[float] = []
-        counts = self._counts
-        min_n = cfg.min_bucket_trades
-        cum = n  # N_0 = all trades; N_i = N_{i-1} - counts[i-1]
-        for i in range(self.nb):
-            if i:
-                cum -= counts[i - 1]
-            if cum < min_n:
-                break
-            rates.append(cum / span_s)
-        m = len(rates)
-        depths = self._depths[:m]
+        m, A, kappa, r2 = intensity_fit(self._counts, n, span_s, cfg.min_bucket_trades, cfg.min_points, self.width,
+                                        cfg.fit_weighting == "counts")
         if m < cfg.min_points:
             self._est = self._fallback(now, n, m, math.nan, f"thin: {m} < min_points {cfg.min_points} depths")
             return
-        weights = [r * span_s for r in rates] if cfg.fit_weighting == "counts" else None
-        A, kappa, r2 = fit_exponential_intensity(depths, rates, weights)
         if not (kappa > 0 and math.isfinite(kappa) and math.isfinite(A)):
             self._est = self._fallback(now, n, m, r2, f"poor fit: kappa {kappa:.4g} <= 0")
             return

@@ -1,0 +1,97 @@
+/* mmd fast path: the A / kappa fit of daemon/models/calibration.py, in C.
+ *
+ * intensity_fit(counts, n, span_s, min_n, min_points, width, weighted) is
+ * daemon.models.calibration.intensity_fit_py (the pure-Python reference) operation for operation:
+ * the same doubles in the same order, so the results are bit-identical (tests/test_fastcalib.py).
+ *
+ *   N_0 = n, N_i = N_{i-1} - counts[i-1]   (trades that reached depth d_i = i * width)
+ *   points while N_i >= min_n: rate_i = N_i / span_s (per second)
+ *   (weighted) least squares of ln rate = ln A - kappa * d   (A-S 2008 eq. 12)
+ *
+ * Returns (m, A, kappa, r2); with m < min_points nothing is fitted and A, kappa, r2 are NaN.
+ * Pure: no clock, no I/O.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+
+#define MAX_POINTS 4096
+
+static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
+    PyObject *counts;
+    long long n, min_n;
+    Py_ssize_t min_points;
+    double span_s, width;
+    int weighted;
+    if (!PyArg_ParseTuple(args, "OLdLndp:intensity_fit", &counts, &n, &span_s, &min_n, &min_points, &width, &weighted))
+        return NULL;
+    PyObject *fast = PySequence_Fast(counts, "counts must be a sequence of ints");
+    if (fast == NULL) return NULL;
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(fast);
+    if (nb > MAX_POINTS) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "too many depth buckets");
+        return NULL;
+    }
+    double x[MAX_POINTS], y[MAX_POINTS], w[MAX_POINTS];
+    Py_ssize_t m = 0;
+    long long cum = n;
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        if (i) {
+            long long c = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i - 1));
+            if (c == -1 && PyErr_Occurred()) {
+                Py_DECREF(fast);
+                return NULL;
+            }
+            cum -= c;
+        }
+        if (cum < min_n) break;
+        double rate = (double)cum / span_s;
+        x[m] = (double)i * width;
+        y[m] = log(rate);
+        w[m] = weighted ? rate * span_s : 1.0;
+        m++;
+    }
+    Py_DECREF(fast);
+    if (m < min_points || m < 2) return Py_BuildValue("(nddd)", m, NAN, NAN, NAN);
+    double sw = 0.0, sx = 0.0, sy = 0.0;
+    for (Py_ssize_t i = 0; i < m; i++) sw += w[i];
+    if (!(sw > 0)) {
+        PyErr_SetString(PyExc_ValueError, "weights must sum to a positive number");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) sx += w[i] * x[i];
+    for (Py_ssize_t i = 0; i < m; i++) sy += w[i] * y[i];
+    double mx = sx / sw, my = sy / sw;
+    double sxx = 0.0, sxy = 0.0, syy = 0.0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        double dx = x[i] - mx, dy = y[i] - my, wdx = w[i] * dx;
+        sxx += wdx * dx;
+        sxy += wdx * dy;
+        syy += w[i] * dy * dy;
+    }
+    if (sxx <= 0.0) {
+        PyErr_SetString(PyExc_ValueError, "depths must not all be equal");
+        return NULL;
+    }
+    double slope = sxy / sxx;
+    double intercept = my - slope * mx;
+    double ss_res = syy - slope * sxy;
+    double r2 = 0.0;
+    if (!(syy <= 0.0)) {
+        double v = 1.0 - ss_res / syy;
+        r2 = v > 0.0 ? v : 0.0;
+    }
+    return Py_BuildValue("(nddd)", m, exp(intercept), -slope, r2);
+}
+
+static PyMethodDef methods[] = {
+    {"intensity_fit", intensity_fit, METH_VARARGS,
+     "intensity_fit(counts, n, span_s, min_n, min_points, width, weighted) -> (m, A, kappa, r2)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcalib", "C A/kappa fit (see calibration.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__fastcalib(void) { return PyModule_Create(&module); }
