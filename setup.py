@@ -1,4 +1,4 @@
-"""Build hook for the optional C accelerators (daemon/core/_fastbook.c, daemon/models/_fastcalib.c).
+"""Build hook for the optional C accelerators (daemon/core/_fastbook.c, daemon/models/_fastmodels.c).
 
 Everything else lives in pyproject.toml. The extension is ``optional``: without a C compiler the
 install still succeeds and mmd runs on the pure-Python references (book, parser, A/kappa fit) (slower; it logs
@@ -16,10 +16,10 @@ setup(
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-field-initializers", "-ffp-contract=off"],
         ),
         Extension(
-            "daemon.models._fastcalib",
-            ["daemon/models/_fastcalib.c"],
+            "daemon.models._fastmodels",
+            ["daemon/models/_fastmodels.c"],
             optional=True,
-            # no -ffast-math: the fit must stay bit-identical to the Python reference
+            # no fast-math, no FMA contraction: bit-identical to the Python references
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-fno-fast-math", "-ffp-contract=off"],
         ),
     ]

@@ -261,8 +261,18 @@ class AdverseModel:
         """``(p_bid, p_ask)``: probability that a fill of our bid / ask now is adverse.
 
         ``features`` is a :class:`daemon.features.FeatureState` (anything with ``vector(names)``)
-        or a mapping name -> value. A NaN feature counts as its training mean. Pure python: two
-        dot products over the model's features."""
+        or a mapping name -> value. A NaN feature counts as its training mean. The two dot products
+        run in C (``daemon/models/_fastmodels.c``) when built, bit-identical to :meth:`predict_py`."""
+        if _adverse_pair is None:
+            return self.predict_py(features)
+        if hasattr(features, "vector"):
+            vals = features.vector(self._names)
+        else:
+            vals = tuple([features[n] for n in self._names])
+        return _adverse_pair(vals, self._cols, self.intercept, self.z_clip)
+
+    def predict_py(self, features: Any) -> tuple[float, float]:
+        """:meth:`predict` in pure Python (the reference of the C loop)."""
         if hasattr(features, "vector"):
             vals = features.vector(self._names)
         else:
@@ -386,6 +396,21 @@ def _floats(v: Any, k: int, key: str, where: str) -> list[float]:
             raise ModelLoadError(f"{where}: {key} holds a non-finite or non-numeric value {x!r}")
         out.append(float(x))
     return out
+
+
+def _load_fast():
+    import os
+
+    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from daemon.models import _fastmodels
+    except ImportError:
+        return None
+    return _fastmodels.adverse_pair
+
+
+_adverse_pair = _load_fast()
 
 
 def _sig1(a: float) -> float:

@@ -107,7 +107,7 @@ def fit_exponential_intensity(
     optional (``None`` = ordinary least squares). ``r2`` is the (weighted) coefficient of
     determination, 0 when the log-rates have no variance. Plain floats (a few hundred points),
     summed left to right (explicit loops, not ``sum()``, whose float algorithm changed in Python
-    3.12): ``daemon/models/_fastcalib.c`` does the same operations and must stay bit-identical."""
+    3.12): ``daemon/models/_fastmodels.c`` does the same operations and must stay bit-identical."""
     n = len(depths)
     if n < 2 or n != len(rates) or (weights is not None and len(weights) != n):
         raise ValueError("need at least 2 (depth, rate[, weight]) points of equal length")
@@ -173,13 +173,13 @@ def _load_fast():
     if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
-        from daemon.models import _fastcalib
+        from daemon.models import _fastmodels
     except ImportError:
         return None
-    return _fastcalib.intensity_fit
+    return _fastmodels.intensity_fit
 
 
-#: the refit's fit: C (``_fastcalib``) when built and ``MMD_PURE_PYTHON`` is unset, else the reference
+#: the refit's fit: C (``_fastmodels``) when built and ``MMD_PURE_PYTHON`` is unset, else the reference
 intensity_fit = _load_fast() or intensity_fit_py
 
 

@@ -1,14 +1,21 @@
-/* mmd fast path: the A / kappa fit of daemon/models/calibration.py, in C.
+/* mmd fast path for daemon/models: the calibration's A / kappa fit and the adverse classifier's
+ * two logits, in C. Each is bit-identical to its pure-Python reference (tests/test_fastmodels.py):
+ * the same doubles in the same order, built without FMA contraction.
  *
  * intensity_fit(counts, n, span_s, min_n, min_points, width, weighted) is
  * daemon.models.calibration.intensity_fit_py (the pure-Python reference) operation for operation:
- * the same doubles in the same order, so the results are bit-identical (tests/test_fastcalib.py).
+ * the same doubles in the same order, so the results are bit-identical (tests/test_fastmodels.py).
  *
  *   N_0 = n, N_i = N_{i-1} - counts[i-1]   (trades that reached depth d_i = i * width)
  *   points while N_i >= min_n: rate_i = N_i / span_s (per second)
  *   (weighted) least squares of ln rate = ln A - kappa * d   (A-S 2008 eq. 12)
  *
  * Returns (m, A, kappa, r2); with m < min_points nothing is fitted and A, kappa, r2 are NaN.
+ *
+ * adverse_pair(vals, cols, intercept, z_clip) is the loop of daemon.models.adverse.AdverseModel.
+ * predict_py: per feature (mirrored, sign, mean, 1/std, weight), z-scores clipped to +-z_clip,
+ * NaN/inf features skipped, then the logistic of each side's sum. Returns (p_bid, p_ask).
+ *
  * Pure: no clock, no I/O.
  */
 #define PY_SSIZE_T_CLEAN
@@ -85,13 +92,58 @@ static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
     return Py_BuildValue("(nddd)", m, exp(intercept), -slope, r2);
 }
 
+static double sig1(double a) {
+    if (a >= 0) return 1.0 / (1.0 + exp(-a));
+    double e = exp(a);
+    return e / (1.0 + e);
+}
+
+static PyObject *adverse_pair(PyObject *mod, PyObject *args) {
+    PyObject *vals, *cols;
+    double a_bid, hi;
+    if (!PyArg_ParseTuple(args, "OOdd:adverse_pair", &vals, &cols, &a_bid, &hi)) return NULL;
+    if (!PyTuple_Check(vals) || !PyTuple_Check(cols) || PyTuple_GET_SIZE(vals) != PyTuple_GET_SIZE(cols)) {
+        PyErr_SetString(PyExc_TypeError, "adverse_pair needs two tuples of equal length");
+        return NULL;
+    }
+    double lo = -hi, a_ask = a_bid;
+    Py_ssize_t n = PyTuple_GET_SIZE(vals);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = PyFloat_AsDouble(PyTuple_GET_ITEM(vals, i));
+        if (v == -1.0 && PyErr_Occurred()) return NULL;
+        if (!isfinite(v)) continue; /* NaN (or inf) -> the training mean (z = 0) on both sides */
+        PyObject *c = PyTuple_GET_ITEM(cols, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) != 5) {
+            PyErr_SetString(PyExc_TypeError, "a column is (mirrored, sign, mean, 1/std, weight)");
+            return NULL;
+        }
+        int mirrored = PyObject_IsTrue(PyTuple_GET_ITEM(c, 0));
+        double sg = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 1));
+        double m = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 2));
+        double inv = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 3));
+        double w = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 4));
+        if (mirrored < 0 || PyErr_Occurred()) return NULL;
+        double z = (v - m) * inv;
+        double t = w * (z > hi ? hi : z < lo ? lo : z);
+        a_ask += t;
+        if (mirrored) {
+            z = (sg * v - m) * inv;
+            t = w * (z > hi ? hi : z < lo ? lo : z);
+        }
+        a_bid += t;
+    }
+    return Py_BuildValue("(dd)", sig1(a_bid), sig1(a_ask));
+}
+
 static PyMethodDef methods[] = {
+    {"adverse_pair", adverse_pair, METH_VARARGS,
+     "adverse_pair(vals, cols, intercept, z_clip) -> (p_bid, p_ask)"},
     {"intensity_fit", intensity_fit, METH_VARARGS,
      "intensity_fit(counts, n, span_s, min_n, min_points, width, weighted) -> (m, A, kappa, r2)"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcalib", "C A/kappa fit (see calibration.py).", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastmodels", "C accelerators of daemon.models (see the Python references).", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__fastcalib(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastmodels(void) { return PyModule_Create(&module); }
