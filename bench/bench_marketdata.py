@@ -14,8 +14,9 @@ deterministic random-walk 50-level book with trades, u+1, never crossed).
 default install), else the pure-Python reference; ``--pure`` adds the reference's own row
 (``MMD_PURE_PYTHON`` semantics, measured in the same run) for comparison.
 
-Optional stages (``--full``): features + classifier + quoter per tick (the whole tick), when the
-strategy runtime is available.
+Optional stages (``--full``): "mmd tick" = parse, book, features, classifier, quote (the stages
+issue #3 names); "mmd whole tick + paper" = all the daemon does per frame: that plus the risk gate,
+the paper venue's queue/fill simulation and the inventory (no ledger I/O).
 
 Usage: ``python bench/bench_marketdata.py [--synthetic-frames N] [--repeat R]``. Peers come from the
 ``bench`` extra (``pip install -e .[bench]``); a missing peer is reported as such.
@@ -268,6 +269,83 @@ def s_full_tick(_):
     return bench_pipeline()
 
 
+def s_tick(_):
+    """The tick as the issue names it: parse -> book -> features -> classifier -> quote (the
+    engine's routing, FeatureState, the bundled AdverseModel, Calibrator, QuotingPipeline with
+    finalize), built from the same settings and classes as the daemon's SymbolStrategy, without
+    the risk gate, paper venue, inventory and ledger (those are in "whole tick + paper")."""
+    from daemon.config import load_settings
+    from daemon.core.engine import Engine
+    from daemon.features.state import FeatureState
+    from daemon.models.adverse import AdverseModel
+    from daemon.models.calibration import Calibrator
+    from daemon.models.quoting import QuotingPipeline
+    from daemon.recording import bundled_adverse_model
+
+    s = load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model())}})
+    inst = btcusdt_linear()
+    engine = Engine({"BTCUSDT": inst}, s.market.depth)
+    parser = FrameParser({"BTCUSDT": inst})
+    sc = engine.symbols["BTCUSDT"]
+
+    class Signal:
+        def __init__(self) -> None:
+            self.features = FeatureState(inst, s.features)
+            self.calib = Calibrator(s.calibration, inst.price.step_float)
+            self.model = AdverseModel.load(s.adverse.model_path)
+            self.pipe = QuotingPipeline.from_settings(s, inst)
+            self.pipe.adverse = s.adverse.model_copy(update={"threshold": self.model.threshold})
+            self.tick = inst.price.step_float
+            self.lot = inst.qty.step_float
+            self.mid = float("nan")
+            self.quote = None
+
+        def on_book(self, ev) -> None:
+            book = sc.book
+            f = self.features
+            f.on_book(book, ev)
+            bb, ba = book.best_bid, book.best_ask
+            if bb is None or ba is None:
+                return
+            self.mid = (bb + ba) * 0.5 * self.tick
+            pb, pa = self.model.predict(f)
+            self.calib.set_sigma(f.sigma_price_per_s())
+            cal = self.calib.on_timer(ev.ts_ms)
+            self.quote = self.pipe.step(ts_ms=ev.ts_ms, best_bid_ticks=bb, best_ask_ticks=ba, position_lots=0,
+                                        calibration=cal, ofi=f.ofi, imbalance=f.imbalance_top, vpin=f.vpin,
+                                        p_adverse_bid=pb, p_adverse_ask=pa)
+
+        def on_trade(self, tr) -> None:
+            self.features.on_trade(tr)
+            if self.mid == self.mid:
+                self.calib.on_trade(tr.ts_ms, tr.price * self.tick, tr.qty * self.lot, self.mid, tr.side)
+
+        def on_ticker(self, ticker, ts_ms) -> None:
+            pass
+
+        def on_kline(self, k) -> None:
+            self.features.on_kline(k)
+
+        def on_book_lost(self, reason, ts_ms) -> None:
+            self.features.reset_book()
+
+        def on_timer(self, ts_ms) -> None:
+            pass
+
+    sc.strategy = Signal()
+    parse = parser.parse
+    on_events = engine.on_events
+
+    def step(frame: bytes) -> None:
+        out = parse(frame, 0)
+        if type(out) is list:
+            on_events(out)
+            if engine.out:
+                engine.out.clear()
+
+    return step
+
+
 def memory_growth(n: int) -> dict:
     """Whole tick over one continuous generated stream of ``2n`` frames (time keeps moving
     forward): allocated blocks and traced bytes after the first half vs after the second half.
@@ -318,7 +396,8 @@ def main() -> int:
     if args.pure:
         subjects.insert(2, ("mmd parse+book, pure Python", s_mmd_pure))
     if args.full:
-        subjects.append(("mmd whole tick", s_full_tick))
+        subjects.append(("mmd tick (issue #3 stages)", s_tick))
+        subjects.append(("mmd whole tick + paper", s_full_tick))
     results = []
     for sname, frames in streams:
         rows = []
