@@ -11,7 +11,7 @@ FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# gcc builds the C order book (daemon/core/_fastbook.c); only this stage has it.
+# gcc builds the C order book and the mypyc-compiled per-tick modules; only this stage has it.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -24,7 +24,7 @@ COPY daemon ./daemon
 RUN /opt/mmd/bin/pip install --no-cache-dir --upgrade "pip>=24" \
     && /opt/mmd/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && /opt/mmd/bin/pip install --no-cache-dir /wheels/*.whl \
-    && /opt/mmd/bin/python -I -c "import daemon.core._fastbook"
+    && /opt/mmd/bin/python -I -c "import daemon.core._fastbook, daemon.features.state as s; assert s.__file__.endswith('.so'), s.__file__"
 
 # ---- runtime ----
 FROM python:3.11-slim

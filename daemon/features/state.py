@@ -58,10 +58,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from operator import attrgetter
-from typing import Iterable
+from typing import Any, Iterable
 
 from daemon.config import FeaturesConfig
-from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Kline, Trade
 from daemon.core.instrument import Instrument
 from daemon.features.volatility import GarmanKlass, RealizedVol, SampleClock, SpreadStats
@@ -106,7 +105,7 @@ DIRECTIONAL_FEATURES: frozenset[str] = frozenset(
 _LOG_FIRST_N = 5
 
 
-_GETTERS: dict[tuple, object] = {}
+_GETTERS: dict[tuple, Any] = {}
 
 #: features kept up to date in a field (the property returns that field): vector() reads the field
 _STORED: dict[str, str] = {
@@ -128,7 +127,7 @@ class FeatureState:
     """Incremental features of one symbol; see the module docstring for definitions and units."""
 
     def __init__(self, instrument: Instrument, cfg: FeaturesConfig | None = None) -> None:
-        cfg = cfg or FeaturesConfig()
+        cfg = cfg or FeaturesConfig.model_validate({})
         self.instrument = instrument
         self.cfg = cfg
         self.tick = instrument.price.to_float(1)
@@ -208,8 +207,10 @@ class FeatureState:
             self._trades.evict(now)
         return now
 
-    def on_book(self, book: OrderBook, ev: BookUpdate) -> None:
-        """The book applied ``ev`` and is LIVE: update book features and OFI."""
+    def on_book(self, book: Any, ev: BookUpdate) -> None:
+        """The book applied ``ev`` and is LIVE: update book features and OFI. ``book`` is an
+        :data:`~daemon.core.book.OrderBook` (C or Python: ``best_bid``, ``best_ask``,
+        ``best_bid_size()``, ``best_ask_size()``, ``top_depth(k)``)."""
         now = self._advance(ev.ts_ms)
         bb = book.best_bid
         ba = book.best_ask

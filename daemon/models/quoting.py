@@ -419,9 +419,8 @@ class QuotingPipeline:
         t_left = self.session.t_left_s(ts_ms) if self.session is not None else math.inf
         sigma = calibration.sigma
         key = (position_lots, mid, sigma, sigma_ref)
-        if key == self._inv_key:
-            decision = self._inv_decision
-        else:
+        decision = self._inv_decision
+        if decision is None or key != self._inv_key:
             decision = self.inventory.decide(position_lots, mid, sigma, sigma_ref)
             self._inv_key = key
             self._inv_decision = decision
