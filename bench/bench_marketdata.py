@@ -10,8 +10,9 @@
 Streams: the bundled real BTCUSDT recording (39,470 frames) and a larger generated stream (a
 deterministic random-walk 50-level book with trades, u+1, never crossed).
 
-"mmd parse+book" is what the daemon runs: the C scanner + C book when the extension is built (the
-default install), else the pure-Python reference; ``--pure`` adds the reference's own row
+Every mmd row runs what the installed daemon runs: the C scanner + C book and the mypyc-compiled
+per-tick modules (the default install; see setup.py), else plain Python (reported at start).
+"mmd parse+book" uses the C scanner + C book when the extension is built, else the pure-Python reference; ``--pure`` adds the reference's own row
 (``MMD_PURE_PYTHON`` semantics, measured in the same run) for comparison.
 
 Optional stages (``--full``): "mmd tick" = parse, book, features, classifier, quote (the stages
