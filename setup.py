@@ -66,8 +66,14 @@ def _mypyc_extensions() -> list[Extension]:
     except ImportError:
         print("mmd: mypyc not available, the per-tick modules stay plain Python", file=sys.stderr)
         return []
-    exts = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *COMPILED], opt_level="3",
-                    group_name="daemon")
+    try:
+        exts = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *COMPILED], opt_level="3",
+                        group_name="daemon")
+    except (Exception, SystemExit) as e:  # a type error stops mypyc: install plain Python, loudly
+        print(f"mmd: mypyc failed ({e}); the per-tick modules stay plain Python", file=sys.stderr)
+        if os.path.exists(stamp):
+            os.remove(stamp)
+        return []
     for e in exts:
         e.optional = True  # no compiler: the plain source runs
         e.extra_compile_args = [*(e.extra_compile_args or []), *FP_FLAGS]
