@@ -348,27 +348,24 @@ def s_tick(_):
 
 
 def memory_growth(n: int) -> dict:
-    """Whole tick over one continuous generated stream of ``2n`` frames (time keeps moving
-    forward): allocated blocks and traced bytes after the first half vs after the second half.
-    Bounded state (time windows, ring buffers, LRU trade ids) means ~no growth in the second half."""
-    import tracemalloc
-
+    """Whole tick + paper over one continuous generated stream of ``3n`` frames (time keeps moving
+    forward): allocated blocks after n, 2n and 3n frames (after a gc), and the fills in each span.
+    Bounded state (time windows, ring buffers, LRU trade ids) means ~no growth once warm; the one
+    expected growth is the inventory's memory of recent fill ids (idempotence), one id per fill,
+    capped at ``SEEN_MAX``."""
     step = s_full_tick(None)
     if step is None:
         return {}
-    frames = synthetic(2 * n, seed=11)
-    for f in frames[:n]:
-        step(f)
-    gc.collect()
-    b1 = sys.getallocatedblocks()
-    tracemalloc.start()
-    for f in frames[n:]:
-        step(f)
-    gc.collect()
-    cur, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    b2 = sys.getallocatedblocks()
-    return {"frames_per_half": n, "blocks_half1": b1, "blocks_half2": b2, "traced_kib": cur / 1024, "traced_peak_kib": peak / 1024}
+    st = step.runtime.strategies["BTCUSDT"]  # type: ignore[attr-defined]
+    frames = synthetic(3 * n, seed=11)
+    blocks, fills = [], []
+    for k in range(3):
+        for f in frames[k * n:(k + 1) * n]:
+            step(f)
+        gc.collect()
+        blocks.append(sys.getallocatedblocks())
+        fills.append(st.fills)
+    return {"frames_per_span": n, "blocks": blocks, "fills": fills}
 
 
 SUBJECTS = [
@@ -432,10 +429,13 @@ def main() -> int:
             vs = f"{r['fps'] / best_peer:.1f}x" if best_peer else "-"
             print(f"{r['name']:32} {r['fps']:12,.0f} {r['p50']:9.2f} {r['p99']:9.2f} {r['p999']:9.2f} {ratio:10.2f}x {vs:>12}")
     if mem:
-        print(f"\nwhole tick memory, continuous generated stream, after {mem['frames_per_half']:,} vs {2 * mem['frames_per_half']:,} "
-              f"frames: allocated blocks {mem['blocks_half1']:,} -> {mem['blocks_half2']:,} "
-              f"({mem['blocks_half2'] - mem['blocks_half1']:+,}, {100 * (mem['blocks_half2'] / mem['blocks_half1'] - 1):+.2f}%); "
-              f"live memory allocated during the second half {mem['traced_kib']:.0f} KiB (steady-state windows included)")
+        from daemon.paper.inventory import SEEN_MAX
+
+        b, fl, n = mem["blocks"], mem["fills"], mem["frames_per_span"]
+        print(f"\nwhole tick + paper memory, one continuous generated stream: allocated blocks after {n:,} / {2 * n:,} / "
+              f"{3 * n:,} frames: {b[0]:,} / {b[1]:,} / {b[2]:,} ({b[1] - b[0]:+,}, {b[2] - b[1]:+,} = "
+              f"{100 * (b[2] / b[1] - 1):+.2f}% in the last span); fills in those spans {fl[1] - fl[0]:,}, {fl[2] - fl[1]:,} "
+              f"(each remembers its id for idempotence, up to {SEEN_MAX:,} ids)")
     return 0
 
 
