@@ -128,6 +128,10 @@ def test_valid_streams_match_naive_book(OrderBook, stream):
             assert book.ask_levels() == ra
             assert book.best_bid == (rb[0][0] if rb else None)
             assert book.best_ask == (ra[0][0] if ra else None)
+            for k in (1, 3):
+                assert book.top_of_book(k) == (rb[0][0] if rb else None, ra[0][0] if ra else None,
+                                               rb[0][1] if rb else 0, ra[0][1] if ra else 0,
+                                               sum(s for _, s in rb[:k]), sum(s for _, s in ra[:k]))
 
 
 @st.composite

@@ -52,7 +52,7 @@ def _state(book, probes):
         int(book.state), book.reason, book.live, book.last_u, book.last_seq, book.ts_ms, book.cts_ms, book.recv_ns,
         book.updates, book.best_bid, book.best_ask, book.best_bid_size(), book.best_ask_size(), len(book),
         book.bid_levels(), book.ask_levels(), book.bid_levels(2), book.ask_levels(0), book.bid_prices(),
-        book.ask_prices(), [book.top_depth(k) for k in (0, 1, 3, 100)],
+        book.ask_prices(), [book.top_depth(k) for k in (0, 1, 3, 100)], [book.top_of_book(k) for k in (0, 1, 3, 100)],
         [book.size_at(side, p) for side in (1, -1) for p in probes],
     )
 

@@ -351,6 +351,44 @@ static PyObject *book_top_depth(BookObject *self, PyObject *arg) {
     return Py_BuildValue("(LL)", (long long)vb, (long long)va);
 }
 
+static PyObject *book_top_of_book(BookObject *self, PyObject *arg) {
+    Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    int64_t vb = 0, va = 0;
+    Py_ssize_t nb = k < self->bids.n ? k : self->bids.n;
+    Py_ssize_t na = k < self->asks.n ? k : self->asks.n;
+    for (Py_ssize_t i = 0; i < nb; i++) vb += self->bids.v[i].s;
+    for (Py_ssize_t i = 0; i < na; i++) va += self->asks.v[i].s;
+    PyObject *t = PyTuple_New(6);
+    if (t == NULL) return NULL;
+    PyObject *v[6];
+    if (self->bids.n) {
+        v[0] = PyLong_FromLongLong(-self->bids.v[0].k);
+    } else {
+        Py_INCREF(Py_None);
+        v[0] = Py_None;
+    }
+    if (self->asks.n) {
+        v[1] = PyLong_FromLongLong(self->asks.v[0].k);
+    } else {
+        Py_INCREF(Py_None);
+        v[1] = Py_None;
+    }
+    v[2] = PyLong_FromLongLong(self->bids.n ? self->bids.v[0].s : 0);
+    v[3] = PyLong_FromLongLong(self->asks.n ? self->asks.v[0].s : 0);
+    v[4] = PyLong_FromLongLong(vb);
+    v[5] = PyLong_FromLongLong(va);
+    for (int i = 0; i < 6; i++) {
+        if (v[i] == NULL) {
+            for (int j = 0; j < 6; j++) Py_XDECREF(v[j]);
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 6; i++) PyTuple_SET_ITEM(t, i, v[i]);
+    return t;
+}
+
 static int count_arg(PyObject *nobj, Py_ssize_t n, Py_ssize_t *out) {
     if (nobj == NULL || nobj == Py_None) {
         *out = n;
@@ -706,6 +744,8 @@ static PyMethodDef book_methods[] = {
     {"best_bid_size", (PyCFunction)book_best_bid_size, METH_NOARGS, "Lots at the best bid (0 if none)."},
     {"best_ask_size", (PyCFunction)book_best_ask_size, METH_NOARGS, "Lots at the best ask (0 if none)."},
     {"top_depth", (PyCFunction)book_top_depth, METH_O, "top_depth(k) -> (bid_lots, ask_lots) over the top k levels."},
+    {"top_of_book", (PyCFunction)book_top_of_book, METH_O,
+     "top_of_book(k) -> (best_bid, best_ask, bid_size, ask_size, bid_depth_k, ask_depth_k)."},
     {"bid_levels", (PyCFunction)(void (*)(void))book_bid_levels, METH_VARARGS | METH_KEYWORDS, "Top n bid levels, best first, as (price_ticks, size_lots)."},
     {"ask_levels", (PyCFunction)(void (*)(void))book_ask_levels, METH_VARARGS | METH_KEYWORDS, "Top n ask levels, best first, as (price_ticks, size_lots)."},
     {"bid_prices", (PyCFunction)book_bid_prices, METH_NOARGS, "All bid prices, best first."},

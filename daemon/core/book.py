@@ -164,6 +164,16 @@ class PyOrderBook:
             va += a[p]
         return vb, va
 
+    def top_of_book(self, k: int) -> tuple:
+        """``(best_bid, best_ask, bid_size, ask_size, bid_depth_k, ask_depth_k)`` in one call: best
+        prices in ticks (None for an empty side), sizes at the best level and summed over the top
+        ``k`` levels in lots (0 for an empty side)."""
+        bk = self._bid_keys
+        ak = self._ask_keys
+        vb, va = self.top_depth(k)
+        return (-bk[0] if bk else None, ak[0] if ak else None, self.bids[-bk[0]] if bk else 0,
+                self.asks[ak[0]] if ak else 0, vb, va)
+
     def bid_prices(self) -> list[int]:
         """All bid prices, best first (a new list)."""
         return [-k for k in self._bid_keys]

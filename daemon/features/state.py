@@ -210,13 +210,9 @@ class FeatureState:
     def on_book(self, book: Any, ev: BookUpdate) -> None:
         """The book applied ``ev`` and is LIVE: update book features and OFI. ``book`` is an
         :data:`~daemon.core.book.OrderBook` (C or Python: ``best_bid``, ``best_ask``,
-        ``best_bid_size()``, ``best_ask_size()``, ``top_depth(k)``)."""
+        ``top_of_book(k)``)."""
         now = self._advance(ev.ts_ms)
-        bb = book.best_bid
-        ba = book.best_ask
-        qb = book.best_bid_size()
-        qa = book.best_ask_size()
-        vb, va = book.top_depth(self.top_k)
+        bb, ba, qb, qa, vb, va = book.top_of_book(self.top_k)
         self.best_bid, self.best_ask = bb, ba
         self.bid_size, self.ask_size = qb, qa
         self.bid_depth_lots, self.ask_depth_lots = vb, va
