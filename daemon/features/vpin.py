@@ -45,7 +45,7 @@ class Vpin:
     __slots__ = (
         "bar_ms", "n", "bucket_lots", "derive_ms", "_sig",
         "_bar_k", "_bar_vol", "_bar_open", "_bar_close", "_last_close",
-        "_fill", "_acc", "_ois", "_oi_sum", "buckets", "bars",
+        "_fill", "_acc", "_ois", "_oi_sum", "_oi_stale", "buckets", "bars",
         "_pending", "_derive_start", "_derive_vol", "bar_end_ms",
     )
 
@@ -73,6 +73,7 @@ class Vpin:
         self._acc = 0.0  # sum over the current bucket of parts * (1 - 2 Z)  (= V^S - V^B)
         self._ois: deque[float] = deque(maxlen=n_buckets)
         self._oi_sum = 0.0
+        self._oi_stale = False  # buckets changed since _oi_sum was summed (summed on the next read)
         self.buckets = 0  # completed buckets
         self.bars = 0  # closed bars
         self._pending: list[tuple[int, float]] = []  # (lots, Z) of bars waiting for V
@@ -143,7 +144,7 @@ class Vpin:
             vol -= part
             if self._fill == cap:
                 self._ois.append(abs(self._acc))  # deque(maxlen=n) drops the oldest bucket
-                self._oi_sum = math.fsum(self._ois)  # O(n) once per bucket, exact: no drift
+                self._oi_stale = True
                 self.buckets += 1
                 self._fill = 0
                 self._acc = 0.0
@@ -156,6 +157,9 @@ class Vpin:
         m = len(self._ois)
         if m == 0:
             return math.nan
+        if self._oi_stale:  # O(n) at most once per read after new buckets, exact: no drift
+            self._oi_sum = math.fsum(self._ois)
+            self._oi_stale = False
         return self._oi_sum / (m * self.bucket_lots)
 
     @property
