@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import msgspec
 
+class MarketState:
+    """What a quoter sees at one decision (see module docstring for units).
 
-class MarketState(msgspec.Struct, gc=False):
-    """What a quoter sees at one decision (see module docstring for units)."""
+    A plain class, not a ``msgspec.Struct``: built once per tick, and compiled by mypyc (setup.py)
+    into a native class whose construction and attribute reads cost a few nanoseconds."""
 
     ts_ms: int
     mid: float
@@ -36,26 +37,75 @@ class MarketState(msgspec.Struct, gc=False):
     sigma: float
     A: float
     kappa: float
-    t_left_s: float = float("inf")
-    ofi: float = 0.0
-    imbalance: float = 0.0
-    vpin: float = 0.0
-    spread: float = 0.0
-    p_adverse_bid: float = 0.0
-    p_adverse_ask: float = 0.0
+    t_left_s: float
+    ofi: float
+    imbalance: float
+    vpin: float
+    spread: float
+    p_adverse_bid: float
+    p_adverse_ask: float
+
+    def __init__(self, ts_ms: int, mid: float, best_bid: float, best_ask: float, tick: float, q: float, sigma: float,
+                 A: float, kappa: float, t_left_s: float = float("inf"), ofi: float = 0.0, imbalance: float = 0.0,
+                 vpin: float = 0.0, spread: float = 0.0, p_adverse_bid: float = 0.0, p_adverse_ask: float = 0.0) -> None:
+        self.ts_ms = ts_ms
+        self.mid = mid
+        self.best_bid = best_bid
+        self.best_ask = best_ask
+        self.tick = tick
+        self.q = q
+        self.sigma = sigma
+        self.A = A
+        self.kappa = kappa
+        self.t_left_s = t_left_s
+        self.ofi = ofi
+        self.imbalance = imbalance
+        self.vpin = vpin
+        self.spread = spread
+        self.p_adverse_bid = p_adverse_bid
+        self.p_adverse_ask = p_adverse_ask
+
+    def _key(self) -> tuple:
+        return (self.ts_ms, self.mid, self.best_bid, self.best_ask, self.tick, self.q, self.sigma, self.A, self.kappa,
+                self.t_left_s, self.ofi, self.imbalance, self.vpin, self.spread, self.p_adverse_bid, self.p_adverse_ask)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MarketState) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return f"MarketState(ts_ms={self.ts_ms}, mid={self.mid}, q={self.q}, sigma={self.sigma}, A={self.A}, kappa={self.kappa})"
 
 
-class RawQuote(msgspec.Struct, gc=False):
+class RawQuote:
     """A quoter's answer in price units. ``bid``/``ask`` are ``None`` for a side not quoted.
     ``reservation`` is the price the quotes are centred on; ``delta_bid = mid - bid`` and
-    ``delta_ask = ask - mid`` (price units)."""
+    ``delta_ask = ask - mid`` (price units). A plain class (see :class:`MarketState`)."""
 
     bid: float | None
     ask: float | None
     reservation: float
     delta_bid: float
     delta_ask: float
-    why: str = ""
+    why: str
+
+    def __init__(self, bid: float | None, ask: float | None, reservation: float, delta_bid: float, delta_ask: float,
+                 why: str = "") -> None:
+        self.bid = bid
+        self.ask = ask
+        self.reservation = reservation
+        self.delta_bid = delta_bid
+        self.delta_ask = delta_ask
+        self.why = why
+
+    def _key(self) -> tuple:
+        return (self.bid, self.ask, self.reservation, self.delta_bid, self.delta_ask, self.why)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawQuote) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (f"RawQuote(bid={self.bid}, ask={self.ask}, reservation={self.reservation}, delta_bid={self.delta_bid}, "
+                f"delta_ask={self.delta_ask}, why={self.why!r})")
 
 
 class Quoter(Protocol):
