@@ -27,6 +27,7 @@ from setuptools import Extension, setup
 
 #: modules on the per-tick path compiled with mypyc (paths relative to this file)
 COMPILED = [
+    "daemon/core/instrument.py",
     "daemon/core/engine.py",
     "daemon/features/windows.py",
     "daemon/features/volatility.py",

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPILED = ["daemon.core.engine", "daemon.features.windows", "daemon.features.volatility", "daemon.features.vpin",
+COMPILED = ["daemon.core.instrument", "daemon.core.engine", "daemon.features.windows", "daemon.features.volatility", "daemon.features.vpin",
             "daemon.features.state", "daemon.models.base", "daemon.models.avellaneda", "daemon.models.glft",
             "daemon.models.inventory", "daemon.models.calibration", "daemon.models.quoting"]
 NO_COMPILE = os.environ.get("MMD_NO_COMPILE", "") not in ("", "0")
