@@ -54,8 +54,6 @@ import math
 from collections import deque
 from collections.abc import Mapping
 
-import msgspec
-
 from daemon.config import InventoryConfig
 from daemon.core.instrument import Instrument
 
@@ -101,25 +99,48 @@ def asymmetric_deltas(delta_bid: float, delta_ask: float, q: float) -> tuple[flo
     return delta_bid, delta_ask
 
 
-class InventoryDecision(msgspec.Struct, gc=False):
+class InventoryDecision:
     """Limits and penalty mode for one decision.
 
     ``q`` order-size units; ``position_lots`` lots; ``limit_lots`` the effective limit in lots;
     ``bid_room_lots``/``ask_room_lots`` how many lots a buy/sell fill may add before breaching it
-    (may be negative); ``scale`` the vol-scaling multiplier; ``asymmetric`` the penalty mode."""
+    (may be negative); ``scale`` the vol-scaling multiplier; ``asymmetric`` the penalty mode.
+    A plain class (a native class under mypyc, see setup.py): built on the per-tick path."""
 
     q: float
     position_lots: int
     limit_lots: int
     bid_room_lots: int
     ask_room_lots: int
-    scale: float = 1.0
-    asymmetric: bool = False
+    scale: float
+    asymmetric: bool
+
+    def __init__(self, q: float, position_lots: int, limit_lots: int, bid_room_lots: int, ask_room_lots: int,
+                 scale: float = 1.0, asymmetric: bool = False) -> None:
+        self.q = q
+        self.position_lots = position_lots
+        self.limit_lots = limit_lots
+        self.bid_room_lots = bid_room_lots
+        self.ask_room_lots = ask_room_lots
+        self.scale = scale
+        self.asymmetric = asymmetric
 
     def allows(self, side: int, qty_lots: int) -> bool:
         """Would a full fill of ``qty_lots`` on ``side`` (+1 bid / -1 ask) stay within the limits?"""
         room = self.bid_room_lots if side > 0 else self.ask_room_lots
         return qty_lots <= room
+
+    def _key(self) -> tuple:
+        return (self.q, self.position_lots, self.limit_lots, self.bid_room_lots, self.ask_room_lots, self.scale,
+                self.asymmetric)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InventoryDecision) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (f"InventoryDecision(q={self.q}, position_lots={self.position_lots}, limit_lots={self.limit_lots}, "
+                f"bid_room_lots={self.bid_room_lots}, ask_room_lots={self.ask_room_lots}, scale={self.scale}, "
+                f"asymmetric={self.asymmetric})")
 
 
 class InventoryControl:

@@ -34,8 +34,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
-
 from daemon.config import AdverseConfig, InventoryConfig, QuoterConfig
 from daemon.core.events import Quote
 from daemon.core.instrument import Instrument
@@ -46,11 +44,16 @@ from daemon.models.inventory import InventoryControl, InventoryDecision, asymmet
 _EPS = 1e-9  # in ticks (+ 1e-12 relative): absorbs float noise of exact grid prices (61800.2/0.1 = 618001.9999...)
 
 
-class QuoteReasons(msgspec.Struct, gc=False):
-    """Why each side was changed or pulled: comma-separated short codes, ``""`` when untouched."""
+class QuoteReasons:
+    """Why each side was changed or pulled: comma-separated short codes, ``""`` when untouched.
+    A plain class (a native class under mypyc): built on every tick."""
 
-    bid: str = ""
-    ask: str = ""
+    bid: str
+    ask: str
+
+    def __init__(self, bid: str = "", ask: str = "") -> None:
+        self.bid = bid
+        self.ask = ask
 
     def text(self) -> str:
         """``"bid:limit;ask:post_only"`` style summary (``""`` if nothing happened)."""
@@ -60,6 +63,12 @@ class QuoteReasons(msgspec.Struct, gc=False):
         if self.ask:
             parts.append("ask:" + self.ask)
         return ";".join(parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuoteReasons) and self.bid == other.bid and self.ask == other.ask
+
+    def __repr__(self) -> str:
+        return f"QuoteReasons(bid={self.bid!r}, ask={self.ask!r})"
 
 
 def _add(r: str, code: str) -> str:
