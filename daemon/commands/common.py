@@ -28,14 +28,13 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
 def note_fast_path() -> None:
     """One warning at start when native code is not in use: the C book/scanner (not built, or
     MMD_PURE_PYTHON) or the mypyc-compiled per-tick modules (MMD_NO_COMPILE, no compiler)."""
-    import os
-
     import daemon.features.state
     from daemon.core.book import FAST_PATH
     from daemon.logging import get_logger
+    from daemon.native import pure_python
 
     if not FAST_PATH:
-        why = "MMD_PURE_PYTHON is set" if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0") else \
+        why = "MMD_PURE_PYTHON is set" if pure_python() else \
             "daemon.core._fastbook is not built (install with a C compiler)"
         get_logger("mmd").warning("fast_path_unavailable", reason=why, fallback="pure-Python book and parser")
     if daemon.features.state.__file__.endswith(".py"):

@@ -340,25 +340,24 @@ static PyObject *book_best_ask_size(BookObject *self, PyObject *Py_UNUSED(a)) {
     return PyLong_FromLongLong(self->asks.n ? self->asks.v[0].s : 0);
 }
 
+/* lots over the top k levels of a side */
+static int64_t side_depth(const Side *sd, Py_ssize_t k) {
+    int64_t v = 0;
+    Py_ssize_t n = k < sd->n ? k : sd->n;
+    for (Py_ssize_t i = 0; i < n; i++) v += sd->v[i].s;
+    return v;
+}
+
 static PyObject *book_top_depth(BookObject *self, PyObject *arg) {
     Py_ssize_t k = PyLong_AsSsize_t(arg);
     if (k == -1 && PyErr_Occurred()) return NULL;
-    int64_t vb = 0, va = 0;
-    Py_ssize_t nb = k < self->bids.n ? k : self->bids.n;
-    Py_ssize_t na = k < self->asks.n ? k : self->asks.n;
-    for (Py_ssize_t i = 0; i < nb; i++) vb += self->bids.v[i].s;
-    for (Py_ssize_t i = 0; i < na; i++) va += self->asks.v[i].s;
-    return Py_BuildValue("(LL)", (long long)vb, (long long)va);
+    return Py_BuildValue("(LL)", (long long)side_depth(&self->bids, k), (long long)side_depth(&self->asks, k));
 }
 
 static PyObject *book_top_of_book(BookObject *self, PyObject *arg) {
     Py_ssize_t k = PyLong_AsSsize_t(arg);
     if (k == -1 && PyErr_Occurred()) return NULL;
-    int64_t vb = 0, va = 0;
-    Py_ssize_t nb = k < self->bids.n ? k : self->bids.n;
-    Py_ssize_t na = k < self->asks.n ? k : self->asks.n;
-    for (Py_ssize_t i = 0; i < nb; i++) vb += self->bids.v[i].s;
-    for (Py_ssize_t i = 0; i < na; i++) va += self->asks.v[i].s;
+    int64_t vb = side_depth(&self->bids, k), va = side_depth(&self->asks, k);
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
     PyObject *v[6];

@@ -32,11 +32,11 @@ says which.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from enum import IntEnum
 
 from daemon.core.events import BookUpdate
+from daemon.native import load_native
 
 
 class BookState(IntEnum):
@@ -274,19 +274,9 @@ def _apply_side(levels: dict[int, int], keys: list[int], changes: list, sign: in
             del keys[bisect_left(keys, k)]
 
 
-def _load_fast():
-    """The C extension, or None when it is not built or ``MMD_PURE_PYTHON`` is set (non-empty, not 0)."""
-    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from daemon.core import _fastbook
-    except ImportError:
-        return None
-    _fastbook.init_enums(list(BookState), list(Applied))
-    return _fastbook
-
-
-fastbook = _load_fast()
+fastbook = load_native("daemon.core._fastbook")
+if fastbook is not None:
+    fastbook.init_enums(list(BookState), list(Applied))
 #: True when :data:`OrderBook` (and the frame parser's orderbook scanner) run in C
 FAST_PATH: bool = fastbook is not None
 #: the order book class in use: the C book when available, else :class:`PyOrderBook`

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from daemon.features import DIRECTIONAL_FEATURES, FEATURE_NAMES
+from daemon.native import load_native
 
 FORMAT = "mmd-adverse-logit"
 VERSION = 1
@@ -398,19 +399,8 @@ def _floats(v: Any, k: int, key: str, where: str) -> list[float]:
     return out
 
 
-def _load_fast():
-    import os
-
-    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from daemon.models import _fastmodels
-    except ImportError:
-        return None
-    return _fastmodels.adverse_pair
-
-
-_adverse_pair = _load_fast()
+_fastmodels = load_native("daemon.models._fastmodels")
+_adverse_pair = _fastmodels.adverse_pair if _fastmodels is not None else None
 
 
 def _sig1(a: float) -> float:

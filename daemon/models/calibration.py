@@ -69,6 +69,7 @@ from collections import deque
 import msgspec
 
 from daemon.config import CalibrationConfig
+from daemon.native import load_native
 
 _EPS_BUCKET = 1e-6  # in bucket units: 1 tick computed as 0.0999999 from floats is still 1 tick
 
@@ -167,20 +168,9 @@ def intensity_fit_py(counts: list[int], n: int, span_s: float, min_n: int, min_p
     return m, A, kappa, r2
 
 
-def _load_fast():
-    import os
-
-    if os.environ.get("MMD_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from daemon.models import _fastmodels
-    except ImportError:
-        return None
-    return _fastmodels.intensity_fit
-
-
 #: the refit's fit: C (``_fastmodels``) when built and ``MMD_PURE_PYTHON`` is unset, else the reference
-intensity_fit = _load_fast() or intensity_fit_py
+_fastmodels = load_native("daemon.models._fastmodels")
+intensity_fit = _fastmodels.intensity_fit if _fastmodels is not None else intensity_fit_py
 
 
 class Calibrator:
