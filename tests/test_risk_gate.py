@@ -242,3 +242,42 @@ def test_check_symbol_equals_check_for_one_symbol(steps, cooldown):
         assert _snap(da) == _snap(db)
         assert (a.tripped, a.reason, a.since_ms, a.trips, dict(a.paused)) == (b.tripped, b.reason, b.since_ms, b.trips,
                                                                              dict(b.paused))
+
+
+def test_total_notional_counts_every_symbol_and_a_trip_stops_them_all():
+    """Two symbols each under max_notional but together over max_total_notional: the per-tick
+    check trips on the total, and every symbol's paper orders are cancelled at that tick."""
+    from daemon.config import load_settings
+    from daemon.core.engine import Engine
+    from daemon.core.events import BookUpdate, Fill
+    from daemon.core.instrument import Instrument
+    from daemon.core.strategy import Runtime
+
+    s = load_settings(overrides={"market": {"symbols": ["AAAUSDT", "BBBUSDT"]},
+                                 "risk": {"max_position": 1.0, "max_notional": 10_000.0, "max_total_notional": 15_000.0,
+                                          "max_drawdown": 1e9, "max_daily_loss": 1e9},
+                                 "inventory": {"max_position": 1.0, "max_notional": 1e9}})
+    ins = {x: Instrument(symbol=x, category="linear", tick_size="0.10", qty_step="0.001") for x in ("AAAUSDT", "BBBUSDT")}
+    eng = Engine(ins, 50)
+    rt = Runtime.replay(s, eng, ledger_path=None)
+    recs = []
+    rt.ledger = type("L", (), {"append": lambda self, r: recs.append(r), "backlog": 0, "problem": None})()
+    ts = 1_700_000_000_000
+
+    def book(sym, u, t):
+        eng.on_event(BookUpdate(sym, 50, True, [(999_990, 5000)], [(1_000_010, 5000)], u, u, t, t, 0))
+
+    book("AAAUSDT", 1, ts)
+    book("BBBUSDT", 1, ts)
+    assert not rt.gate.tripped
+    assert all(st.venue.orders for st in rt.strategies.values())  # both symbols quote
+    # 0.08 of each at ~100,000: 8,000 notional each (< 10,000), 16,000 together (> 15,000)
+    rt.put([Fill("f:a", "AAAUSDT", "o:a", 1, 1_000_000, 80, 0.0, "t:a", ts + 1),
+            Fill("f:b", "BBBUSDT", "o:b", 1, 1_000_000, 80, 0.0, "t:b", ts + 1)])
+    for st in rt.strategies.values():
+        st.venue.position_lots = 80
+    book("AAAUSDT", 2, ts + 100)
+    assert rt.gate.tripped and "max_total_notional" in rt.gate.reason, rt.gate.reason
+    trip_at = next(i for i, r in enumerate(recs) if type(r).__name__ == "RiskEvent" and r.kind == "trip")
+    cancels = {r.symbol for r in recs[trip_at:] if type(r).__name__ == "OrderEvent" and r.kind == "cancel_requested"}
+    assert cancels == {"AAAUSDT", "BBBUSDT"}  # BBB's orders too, at the same tick

@@ -202,12 +202,15 @@ class RiskGate:
         daily_pnl: float,
         errors_total: int = 0,
         ledger_error: str | None = None,
+        total_notional: float | None = None,
     ) -> RiskDecision:
         """:meth:`check` for one symbol (the per-tick call of the strategy), without building a
         :class:`SymbolRisk`, a decision or sets when nothing happens. Same rules in the same order,
         same events and state: ``check_symbol(ts, s.symbol, s.book_live, s.book_age_ms, s.position,
         s.notional, ...)`` is ``check(ts, [s], ...)``. Units as in :class:`SymbolRisk`. The
-        returned decision is shared when quiet (no event, no cancel, nothing paused): read-only."""
+        returned decision is shared when quiet (no event, no cancel, nothing paused): read-only.
+        ``total_notional`` is the notional of *all* symbols for ``max_total_notional`` (default:
+        this symbol's ``notional``, which is what ``check`` sums for a one-symbol list)."""
         events: list[RiskEvent] | None = None
         cancel = False
         was_halted = self.tripped
@@ -229,7 +232,8 @@ class RiskGate:
 
         # ---- hard limits ----
         if not self.tripped:
-            trip = self._hard_symbol(symbol, position, notional, total_pnl, drawdown, daily_pnl)
+            trip = self._hard_symbol(symbol, position, notional, total_pnl, drawdown, daily_pnl,
+                                     notional if total_notional is None else total_notional)
             if trip is not None:
                 ev = self._trip(ts_ms, trip)
                 if events is None:
@@ -281,11 +285,13 @@ class RiskGate:
         return self._event("trip", check, sym, ts_ms, val, lim, self.reason)
 
     def _hard_symbol(self, symbol: str, position: float, notional: float, total_pnl: float, drawdown: float,
-                     daily_pnl: float):
-        """:meth:`_hard` for one symbol, without building the list of breaches."""
+                     daily_pnl: float, total_notional: float):
+        """:meth:`_hard` for one symbol (and the all-symbol ``total_notional``), without building
+        the list of breaches."""
         if self._disarmed:  # some limit is disarmed until it recovers: the general path re-arms
-            return self._hard([SymbolRisk(symbol, True, 0, position, notional)], total_pnl, drawdown, daily_pnl)
-        total_notional = 0.0 + notional  # the sum _hard forms over the symbols
+            return self._hard([SymbolRisk(symbol, True, 0, position, notional)], total_pnl, drawdown, daily_pnl,
+                              total_notional)
+        total_notional = 0.0 + total_notional  # (as the sum _hard forms: a float)
         if self._equity_base is None:
             dd, loss = drawdown, -daily_pnl
         else:  # re-based at the last resume
@@ -305,13 +311,19 @@ class RiskGate:
             return ("max_daily_loss", "*", loss, self.max_daily_loss)
         return None
 
-    def _hard(self, symbols: list[SymbolRisk], total_pnl: float, drawdown: float, daily_pnl: float):
+    def _hard(self, symbols: list[SymbolRisk], total_pnl: float, drawdown: float, daily_pnl: float,
+              total_notional_all: float | None = None):
+        """The first hard limit breached (and not disarmed), or None. ``total_notional_all``
+        overrides the sum of ``symbols``' notionals (the per-tick one-symbol check passes the total
+        over all symbols)."""
         breaches = []
         total_notional = 0.0
         for s in symbols:
             total_notional += s.notional
             breaches.append(("max_position", s.symbol, abs(s.position), self.max_position))
             breaches.append(("max_notional", s.symbol, s.notional, self.max_notional))
+        if total_notional_all is not None:
+            total_notional = 0.0 + total_notional_all
         breaches.append(("max_total_notional", "*", total_notional, self.max_total_notional))
         if self._equity_base is None:
             dd, loss = drawdown, -daily_pnl

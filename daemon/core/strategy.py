@@ -166,14 +166,20 @@ class SymbolStrategy:
         gate = rt.gate
         venue = self.venue
         total_pnl, drawdown, daily_pnl = inv.pnl_path()
+        notional = inv.notional(sym)
         d = gate.check_symbol(
-            ts, sym, book.live, ts - book.ts_ms, inv.position_base(sym), inv.notional(sym),
+            ts, sym, book.live, ts - book.ts_ms, inv.position_base(sym), notional,
             total_pnl, drawdown, daily_pnl, rt.errors_total(), rt.ledger_problem(),
+            notional if len(rt.strategies) == 1 else inv.total_notional(),
         )
         if d.events:
             rt.on_risk_events(d.events)
         if d.cancel and sym in d.cancel:
-            self.cancel_all(ts, "risk gate")
+            if d.halted:  # a hard trip stops every symbol now, not each at its own next tick
+                for other in rt.strategies.values():
+                    other.cancel_all(ts, "risk gate")
+            else:
+                self.cancel_all(ts, "risk gate")
         model = rt.adverse
         if model is not None:
             self.p_bid, self.p_ask = model.predict(f)

@@ -326,6 +326,13 @@ class Inventory:
             return abs(self.position_base(symbol)) * b.avg_entry
         return abs(self.position_base(symbol)) * b.mid
 
+    def total_notional(self) -> float:
+        """Sum of :meth:`notional` over all symbols (quote currency)."""
+        t = 0.0
+        for sym in self.books:
+            t += self.notional(sym)
+        return t
+
     def markout_means(self, symbol: str) -> dict[int, float]:
         b = self.books[symbol]
         return {h: (b.markout_sum.get(h, 0.0) / b.markout_n[h]) if b.markout_n.get(h) else float("nan") for h in self.horizons_ms}
