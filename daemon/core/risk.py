@@ -284,6 +284,13 @@ class RiskGate:
         self.trips += 1
         return self._event("trip", check, sym, ts_ms, val, lim, self.reason)
 
+    def _dd_loss(self, total_pnl: float, drawdown: float, daily_pnl: float) -> tuple[float, float]:
+        """Drawdown and loss the limits see: the inventory's, or re-based at the last resume."""
+        if self._equity_base is None:
+            return drawdown, -daily_pnl
+        self._peak_since_resume = max(self._peak_since_resume, total_pnl)
+        return self._peak_since_resume - total_pnl, min(self._equity_base - total_pnl, -daily_pnl)
+
     def _hard_symbol(self, symbol: str, position: float, notional: float, total_pnl: float, drawdown: float,
                      daily_pnl: float, total_notional: float):
         """:meth:`_hard` for one symbol (and the all-symbol ``total_notional``), without building
@@ -292,12 +299,7 @@ class RiskGate:
             return self._hard([SymbolRisk(symbol, True, 0, position, notional)], total_pnl, drawdown, daily_pnl,
                               total_notional)
         total_notional = 0.0 + total_notional  # (as the sum _hard forms: a float)
-        if self._equity_base is None:
-            dd, loss = drawdown, -daily_pnl
-        else:  # re-based at the last resume
-            self._peak_since_resume = max(self._peak_since_resume, total_pnl)
-            dd = self._peak_since_resume - total_pnl
-            loss = min(self._equity_base - total_pnl, -daily_pnl)
+        dd, loss = self._dd_loss(total_pnl, drawdown, daily_pnl)
         ap = abs(position)
         if ap > self.max_position:
             return ("max_position", symbol, ap, self.max_position)
@@ -325,12 +327,7 @@ class RiskGate:
         if total_notional_all is not None:
             total_notional = 0.0 + total_notional_all
         breaches.append(("max_total_notional", "*", total_notional, self.max_total_notional))
-        if self._equity_base is None:
-            dd, loss = drawdown, -daily_pnl
-        else:  # re-based at the last resume
-            self._peak_since_resume = max(self._peak_since_resume, total_pnl)
-            dd = self._peak_since_resume - total_pnl
-            loss = min(self._equity_base - total_pnl, -daily_pnl)
+        dd, loss = self._dd_loss(total_pnl, drawdown, daily_pnl)
         breaches.append(("max_drawdown", "*", dd, self.max_drawdown))
         breaches.append(("max_daily_loss", "*", loss, self.max_daily_loss))
         hit = None
