@@ -233,24 +233,27 @@ def _finalize(
     bq = 0
     aq = 0
     if bpx is not None:
-        bq, code = _size(instrument, order_size_lots if bid_size_lots is None else bid_size_lots, bpx)
-        if code:
-            rb = _add(rb, code)
-        if inventory is not None and bq > inventory.bid_room_lots:
-            bpx = None
-            bq = 0
-            rb = _add(rb, "limit")
+        bpx, bq, rb = _size_within(instrument, order_size_lots if bid_size_lots is None else bid_size_lots, bpx,
+                                   inventory.bid_room_lots if inventory is not None else None, rb)
     if apx is not None:
-        aq, code = _size(instrument, order_size_lots if ask_size_lots is None else ask_size_lots, apx)
-        if code:
-            ra = _add(ra, code)
-        if inventory is not None and aq > inventory.ask_room_lots:
-            apx = None
-            aq = 0
-            ra = _add(ra, "limit")
+        apx, aq, ra = _size_within(instrument, order_size_lots if ask_size_lots is None else ask_size_lots, apx,
+                                   inventory.ask_room_lots if inventory is not None else None, ra)
 
     reasons = QuoteReasons(rb, ra)
     return Quote(instrument.symbol, bpx, bq, apx, aq, ts_ms, reasons.text() if rb or ra else ""), reasons
+
+
+def _size_within(instrument: Instrument, lots: int, px_ticks: int, room_lots: int | None,
+                 why: str) -> tuple[int | None, int, str]:
+    """Steps 7-8 for one side: size it (:func:`_size`), then pull it (``None``, size 0, reason
+    ``limit``) if the size exceeds the inventory room (``None`` = no limit). Returns
+    ``(price_ticks, size_lots, reasons)``."""
+    q, code = _size(instrument, lots, px_ticks)
+    if code:
+        why = _add(why, code)
+    if room_lots is not None and q > room_lots:
+        return None, 0, _add(why, "limit")
+    return px_ticks, q, why
 
 
 def audit_record(
