@@ -86,6 +86,11 @@ class _Conn:
             tr.abort()
 
 
+class _ParamError(Exception):
+    """A bad REST query parameter; the middleware answers it as Bybit does (HTTP 200, retCode
+    10001, the message as retMsg)."""
+
+
 class ExchangeServer:
     """Bybit V5 public REST + websocket replaying a recording (see the module docstring).
 
@@ -721,32 +726,37 @@ class ExchangeServer:
                 return web.Response(status=500, text="500 Internal Server Error")
             if fault == "slow":
                 await asyncio.sleep(self._rest_slow_s)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _ParamError as e:
+            return self._err(str(e))
 
-    def _category(self, q: Any, default: str | None = None) -> str | web.Response:
+    def _category(self, q: Any, default: str | None = None) -> str:
         cat = q.get("category", default)
         if cat not in CATEGORIES:
-            return self._err("Illegal category")
+            raise _ParamError("Illegal category")
         return cat
 
-    def _int(self, q: Any, name: str, default: int | None, lo: int, hi: int) -> int | None | web.Response:
+    def _int(self, q: Any, name: str, default: int | None, lo: int, hi: int) -> int | None:
         raw = q.get(name)
         if raw is None or raw == "":
             return default
         try:
             v = int(raw)
         except ValueError:
-            return self._err(f"params error: {name} invalid")
+            raise _ParamError(f"params error: {name} invalid") from None
         if not lo <= v <= hi:
-            return self._err(f"params error: {name} out of range [{lo}, {hi}]")
+            raise _ParamError(f"params error: {name} out of range [{lo}, {hi}]")
         return v
 
-    def _symbol(self, q: Any, required: bool = True) -> str | None | web.Response:
+    def _symbol(self, q: Any, required: bool = True) -> str | None:
         sym = q.get("symbol")
         if not sym:
-            return self._err("params error: symbol invalid") if required else None
+            if required:
+                raise _ParamError("params error: symbol invalid")
+            return None
         if sym not in self.market.symbols:
-            return self._err("params error: symbol invalid")
+            raise _ParamError("params error: symbol invalid")
         return sym
 
     async def _h_time(self, request: web.Request) -> web.Response:
@@ -756,11 +766,7 @@ class ExchangeServer:
     async def _h_instruments(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        if isinstance(cat, web.Response):
-            return cat
         limit = self._int(q, "limit", 500, 1, 1000)
-        if isinstance(limit, web.Response):
-            return limit
         assert limit is not None
         cursor = q.get("cursor", "")
         offset = 0
@@ -787,63 +793,37 @@ class ExchangeServer:
     async def _h_orderbook(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        if isinstance(cat, web.Response):
-            return cat
         sym = self._symbol(q)
-        if isinstance(sym, web.Response):
-            return sym
         default = {"spot": 1, "option": 1}.get(cat, 25)
         limit = self._int(q, "limit", default, 1, 25 if cat == "option" else 1000)
-        if isinstance(limit, web.Response):
-            return limit
         assert sym is not None and limit is not None
         return self._env(self.market.rest_orderbook(sym, limit))
 
     async def _h_kline(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q, "linear")
-        if isinstance(cat, web.Response):
-            return cat
         sym = self._symbol(q)
-        if isinstance(sym, web.Response):
-            return sym
         interval = q.get("interval", "")
         if not interval.isdigit() or int(interval) not in KLINE_INTERVALS:
             return self._err("params error: interval invalid")
         start = self._int(q, "start", None, 0, 1 << 62)
-        if isinstance(start, web.Response):
-            return start
         end = self._int(q, "end", None, 0, 1 << 62)
-        if isinstance(end, web.Response):
-            return end
         limit = self._int(q, "limit", 200, 1, 1000)
-        if isinstance(limit, web.Response):
-            return limit
         assert sym is not None and limit is not None
         return self._env(self.market.rest_klines(cat, sym, int(interval), start, end, limit))
 
     async def _h_recent_trade(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        if isinstance(cat, web.Response):
-            return cat
         sym = self._symbol(q)
-        if isinstance(sym, web.Response):
-            return sym
         limit = self._int(q, "limit", 60 if cat == "spot" else 500, 1, 60 if cat == "spot" else 1000)
-        if isinstance(limit, web.Response):
-            return limit
         assert sym is not None and limit is not None
         return self._env(self.market.rest_recent_trades(cat, sym, limit))
 
     async def _h_tickers(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        if isinstance(cat, web.Response):
-            return cat
         sym = self._symbol(q, required=False)
-        if isinstance(sym, web.Response):
-            return sym
         return self._env(self.market.rest_tickers(cat, sym))
 
 
