@@ -44,20 +44,12 @@ DAY_MS = 86_400_000
 _NEVER = float("inf")  # no pending markout
 
 
-class BookedFill(msgspec.Struct, gc=False):
-    """A :class:`~daemon.core.events.Fill` as booked by the inventory: the same fields plus the mid
-    at fill time (price units; ``nan`` when no mid was known) that spread attribution needs. This is
-    the record the engine journals (kind ``fill``)."""
+class BookedFill(Fill, gc=False):
+    """A :class:`~daemon.core.events.Fill` as booked by the inventory: the same fields (a subclass,
+    so they are declared once) plus the mid at fill time (price units; ``nan`` when no mid was
+    known) that spread attribution needs. This is the record the engine journals (kind ``fill``);
+    the ledger refuses a plain ``Fill`` by exact type."""
 
-    fill_id: str
-    symbol: str
-    order_id: str
-    side: int
-    price: int
-    qty: int
-    fee: float
-    trade_id: str
-    ts_ms: int
     mid: float
 
     @classmethod
