@@ -14,9 +14,8 @@ Exit status: 0 ok, 1 unusable data, 2 bad usage/config.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
+from functools import partial
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from daemon.core.instrument import Instrument, btcusdt_linear
 from daemon.features import FEATURE_NAMES
 from daemon.models.adverse import DEFAULT_FEATURES, evaluate, train
 from daemon.models.dataset import RecordingError, build_dataset
+from daemon.models.train_cli import fail, save_and_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,9 +48,7 @@ def _instrument(symbol: str) -> Instrument:
     raise ValueError(f"no offline instrument rules for {symbol!r} (only BTCUSDT is built in)")
 
 
-def _fail(msg: str, code: int) -> int:
-    print(f"mmd train-adverse: {msg}", file=sys.stderr)
-    return code
+_fail = partial(fail, "train-adverse")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,10 +116,6 @@ def run(args: argparse.Namespace) -> int:
         "metrics": {"train": _clean(m_tr), "val": _clean(m_va), **({"eval": _clean(m_ev)} if m_ev else {})},
         "features_config": s.features.model_dump(mode="json"),
     })
-    try:
-        model.save(args.out)
-    except OSError as e:
-        return _fail(f"cannot write {args.out!r}: {e.strerror or e}", 1)
     summary = {
         "out": args.out,
         "label_ticks": label_ticks,
@@ -143,11 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if m_ev:
         summary.update({"eval_auc": m_ev["auc"], "eval_logloss": m_ev["logloss"], "eval_rows": m_ev["rows"],
                         "eval_base_rate": m_ev["base_rate"]})
-    if args.json:
-        print(json.dumps(_clean(summary)))
-        return 0
-    _table(summary, model, m_tr, m_va, m_ev)
-    return 0
+    return save_and_report("train-adverse", model, args.out, args.json, _clean(summary),
+                           lambda: _table(summary, model, m_tr, m_va, m_ev))
 
 
 def _clean(d: dict | None) -> dict:

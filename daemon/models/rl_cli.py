@@ -8,11 +8,9 @@ seed) against the A-S inventory and symmetric strategies and writes the versione
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 
 from daemon.models.rl import TrainConfig, train
+from daemon.models.train_cli import fail, progress_line, save_and_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,44 +26,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON on stdout")
 
 
-def _bar(stream):
-    last = [0.0]
-
-    def progress(ep: int, total: int, ce: float) -> None:
-        now = time.monotonic()
-        if ep != total and now - last[0] < 0.2:
-            return
-        last[0] = now
-        width = 30
-        fill = int(width * ep / total)
-        stream.write(f"\rtrain-rl [{'#' * fill}{'.' * (width - fill)}] {ep}/{total} running CE {ce:8.2f}")
-        if ep == total:
-            stream.write("\n")
-        stream.flush()
-
-    return progress
+def _bar(step: int, total: int, ce: float) -> str:
+    width = 30
+    fill = int(width * step / total)
+    return f"train-rl [{'#' * fill}{'.' * (width - fill)}] {step}/{total} running CE {ce:8.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.gamma <= 0 or args.episodes < 1 or args.paths < 1:
-        print("mmd train-rl: --gamma must be > 0, --episodes and --paths >= 1", file=sys.stderr)
-        return 2
+        return fail("train-rl", "--gamma must be > 0, --episodes and --paths >= 1", 2)
     cfg = TrainConfig(gamma=args.gamma, episodes=args.episodes, paths_per_episode=args.paths, seed=args.seed,
                       gamma_inv=0.0 if args.reward == "pnl" else None)
-    pol = train(cfg, progress=_bar(sys.stderr))
-    try:
-        pol.save(args.out)
-    except OSError as e:
-        print(f"mmd train-rl: cannot write {args.out!r}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    m = pol.metrics
-    if args.json:
-        print(json.dumps({"out": args.out, **m}))
-        return 0
+    pol = train(cfg, progress=progress_line(_bar))
+    return save_and_report("train-rl", pol, args.out, args.json, {"out": args.out, **pol.metrics},
+                           lambda: _table(cfg, pol.metrics, args.out))
+
+
+def _table(cfg: TrainConfig, m: dict, out: str) -> None:
     print(f"trained in {m['train_seconds']:.1f} s; greedy policy on {cfg.eval_paths} fresh paths "
           f"(seed {m['eval_seed']}):")
     for name, row in m["eval"].items():
         print(f"  {name:<10} CE {row['cara_ce']:7.2f}  mean-var {row['mean_variance']:7.2f}  "
               f"profit {row['profit_mean']:6.2f} +- {row['profit_std']:5.2f}  final q sd {row['final_q_std']:5.2f}")
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {out}")

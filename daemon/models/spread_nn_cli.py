@@ -10,11 +10,9 @@ loss) goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 
 from daemon.models.spread_nn import SpreadTrainConfig, build_dataset, train_spread_model
+from daemon.models.train_cli import fail, progress_line, save_and_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,44 +33,28 @@ def run(args: argparse.Namespace) -> int:
     from daemon.recording import bundled_recording
 
     if args.horizon <= 0 or args.epochs < 1 or args.decision_ms < 1 or not 0 < args.val_frac < 1:
-        print("mmd train-spread: --horizon > 0, --epochs >= 1, --decision-ms >= 1, 0 < --val-frac < 1", file=sys.stderr)
-        return 2
+        return fail("train-spread", "--horizon > 0, --epochs >= 1, --decision-ms >= 1, 0 < --val-frac < 1", 2)
     path = args.recording or str(bundled_recording())
     cfg = SpreadTrainConfig(epochs=args.epochs, seed=args.seed, val_frac=args.val_frac, horizon_s=args.horizon,
                             decision_ms=args.decision_ms, inventory_penalty_ticks=args.penalty)
     try:
         ds = build_dataset(path, cfg.horizon_s, cfg.decision_ms, cfg.grid, cfg.inventory_penalty_ticks)
     except (OSError, ValueError) as e:
-        print(f"mmd train-spread: {e}", file=sys.stderr)
-        return 1 if isinstance(e, OSError) else 2
-    last = [0.0]
-
-    def progress(ep: int, total: int, loss: float) -> None:
-        now = time.monotonic()
-        if ep == total or now - last[0] > 0.2:
-            last[0] = now
-            sys.stderr.write(f"\rtrain-spread epoch {ep}/{total} train MSE {loss:10.2f}" + ("\n" if ep == total else ""))
-            sys.stderr.flush()
-
+        return fail("train-spread", str(e), 1 if isinstance(e, OSError) else 2)
     try:
-        model = train_spread_model(ds, cfg, progress=progress)
+        model = train_spread_model(
+            ds, cfg, progress=progress_line(lambda ep, total, loss: f"train-spread epoch {ep}/{total} train MSE {loss:10.2f}"))
     except ValueError as e:
-        print(f"mmd train-spread: {e}", file=sys.stderr)
-        return 2
-    try:
-        model.save(args.out)
-    except OSError as e:
-        print(f"mmd train-spread: cannot write {args.out!r}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    m = model.metrics
-    if args.json:
-        print(json.dumps({"out": args.out, **m}))
-        return 0
+        return fail("train-spread", str(e), 2)
+    return save_and_report("train-spread", model, args.out, args.json, {"out": args.out, **model.metrics},
+                           lambda: _table(model.metrics, args.out))
+
+
+def _table(m: dict, out: str) -> None:
     print(f"{m['dataset']['decisions']} decisions ({m['n_train']} train, {m['n_val']} validation, time-ordered); "
           f"label mean {m['dataset']['label_mean']:.1f} ticks, median {m['dataset']['label_median']:.1f}")
     print(f"{'validation (ticks)':<24} {'MAE':>8} {'RMSE':>8}")
     print(f"{'network':<24} {m['val']['mae']:>8.2f} {m['val']['rmse']:>8.2f}")
     for k, v in m["baseline_val"].items():
         print(f"{k:<24} {v['mae']:>8.2f} {v['rmse']:>8.2f}")
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {out}")
