@@ -154,7 +154,7 @@ def _write(tmp_path, obj) -> str:
     "mutate, match",
     [
         (lambda d: d.update(version=2), "unsupported version 2"),
-        (lambda d: d.update(format="other"), "not an mmd adverse model"),
+        (lambda d: d.update(format="other"), "wrong format 'other' \\(expected 'mmd-adverse-logit'\\)"),
         (lambda d: d.pop("weights"), "missing key 'weights'"),
         (lambda d: d.update(feature_names=["vpin", "nonsense"]), "unknown feature 'nonsense'"),
         (lambda d: d.update(feature_names=["vpin", "vpin"]), "duplicate"),

@@ -46,3 +46,22 @@ def test_train_rl_unwritable_out_exits_1(capsys) -> None:
     rc = mmd_main(["train-rl", "--episodes", "2", "--paths", "10", "--out", "/nonexistent/dir/p.npz"])
     err = capsys.readouterr().err
     assert rc == 1 and "mmd train-rl: cannot write '/nonexistent/dir/p.npz'" in err
+
+
+def test_model_files_are_written_atomically(tmp_path) -> None:
+    from daemon.models import npzfile
+
+    good = tmp_path / "m.bin"
+    npzfile.write_atomic(good, b"v1")
+    assert good.read_bytes() == b"v1" and sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
+    npzfile.write_atomic(good, b"v2")  # replaces
+    assert good.read_bytes() == b"v2"
+    target = tmp_path / "adir"
+    target.mkdir()  # the final rename onto a directory fails: the error surfaces, no .tmp is left behind
+    try:
+        npzfile.write_atomic(target, b"x")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("writing over a directory must fail")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "m.bin"] and good.read_bytes() == b"v2"

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from daemon.features import DIRECTIONAL_FEATURES, FEATURE_NAMES
+from daemon.models import npzfile
 from daemon.native import load_native
 
 FORMAT = "mmd-adverse-logit"
@@ -319,19 +320,11 @@ class AdverseModel:
         }
 
     def save(self, path: str | Path) -> None:
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n")
-        tmp.replace(p)
+        npzfile.write_atomic(path, (json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "adverse model") -> "AdverseModel":
-        if not isinstance(d, dict):
-            raise ModelLoadError(f"{where}: not a JSON object")
-        if d.get("format") != FORMAT:
-            raise ModelLoadError(f"{where}: not an mmd adverse model (format {d.get('format')!r}, expected {FORMAT!r})")
-        if d.get("version") != VERSION:
-            raise ModelLoadError(f"{where}: unsupported version {d.get('version')!r} (this build reads {VERSION})")
+        npzfile.check_header(d, where, FORMAT, VERSION, ModelLoadError)
         for key in ("feature_names", "scaler", "weights", "intercept", "threshold"):
             if key not in d:
                 raise ModelLoadError(f"{where}: missing key {key!r}")
