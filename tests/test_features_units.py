@@ -178,6 +178,26 @@ def test_vpin_hand_computed():
     assert 0.0 <= v.value <= 1.0
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-30, 30), st.integers(1, 400)), min_size=50, max_size=600),
+       st.integers(1, 8), st.integers(1, 60))
+def test_vpin_running_sum_tracks_the_exact_sum(steps, n_buckets, bucket_lots):
+    """The O(1) read keeps a running sum of the window's OI (re-summed exactly every n buckets):
+    at every bar it equals the exactly summed window to 1e-12 and stays in [0, 1]."""
+    v = Vpin(bar_ms=1000, n_buckets=n_buckets, bucket_lots=bucket_lots, sigma_bars=20, derive_ms=0)
+    px = 10_000
+    for k, (dp, lots) in enumerate(steps):
+        px += dp
+        v.on_trade(k * 1000, px, lots)
+        v.advance((k + 1) * 1000)
+        if v.buckets:
+            window = list(v._ois)
+            exact = math.fsum(window) / (len(window) * bucket_lots)
+            assert v.value == pytest.approx(exact, rel=1e-12, abs=1e-15)
+            assert 0.0 <= v.value <= 1.0
+    assert v.buckets == sum(lots for _, lots in steps) // bucket_lots
+
+
 def test_vpin_derived_bucket_size_loses_no_volume():
     v = Vpin(bar_ms=1000, n_buckets=4, bucket_lots=0, sigma_bars=10, derive_ms=3000)
     for k in range(3):

@@ -1,7 +1,7 @@
 """VPIN with bulk volume classification (Easley, Lopez de Prado & O'Hara 2012, RFS 25(5);
 reference implementation: R package PINstimation ``vpin()``; papers.md section 5).
 
-Procedure (all incremental, O(1) amortised per trade):
+Procedure (all incremental, O(1) amortised per trade and O(1) per read):
 
 1. **Time bars** of ``bar_ms`` (ms; ELO use 1 minute, we default to 1 s because the bundled
    recording is 345 s long). A bar ``[k*bar_ms, (k+1)*bar_ms)`` collects the volume of the trades
@@ -45,7 +45,7 @@ class Vpin:
     __slots__ = (
         "bar_ms", "n", "bucket_lots", "derive_ms", "_sig",
         "_bar_k", "_bar_vol", "_bar_open", "_bar_close", "_last_close",
-        "_fill", "_acc", "_ois", "_oi_sum", "_oi_stale", "buckets", "bars",
+        "_fill", "_acc", "_ois", "_oi_sum", "_oi_since", "buckets", "bars",
         "_pending", "_derive_start", "_derive_vol", "bar_end_ms",
     )
 
@@ -72,8 +72,8 @@ class Vpin:
         self._fill = 0  # lots in the current bucket
         self._acc = 0.0  # sum over the current bucket of parts * (1 - 2 Z)  (= V^S - V^B)
         self._ois: deque[float] = deque(maxlen=n_buckets)
-        self._oi_sum = 0.0
-        self._oi_stale = False  # buckets changed since _oi_sum was summed (summed on the next read)
+        self._oi_sum = 0.0  # running sum of _ois (lots), re-summed exactly every n buckets
+        self._oi_since = 0  # buckets added since that exact re-sum
         self.buckets = 0  # completed buckets
         self.bars = 0  # closed bars
         self._pending: list[tuple[int, float]] = []  # (lots, Z) of bars waiting for V
@@ -143,8 +143,16 @@ class Vpin:
             self._acc += part * f
             vol -= part
             if self._fill == cap:
-                self._ois.append(abs(self._acc))  # deque(maxlen=n) drops the oldest bucket
-                self._oi_stale = True
+                oi = abs(self._acc)
+                ois = self._ois
+                if len(ois) == self.n:
+                    self._oi_sum -= ois[0]  # the append below drops it (deque maxlen=n)
+                ois.append(oi)
+                self._oi_sum += oi
+                self._oi_since += 1
+                if self._oi_since >= self.n:  # rounding drift never spans more than n updates
+                    self._oi_sum = math.fsum(ois)
+                    self._oi_since = 0
                 self.buckets += 1
                 self._fill = 0
                 self._acc = 0.0
@@ -153,14 +161,14 @@ class Vpin:
 
     @property
     def value(self) -> float:
-        """VPIN in [0, 1]; NaN before the first full bucket."""
+        """VPIN in [0, 1]; NaN before the first full bucket. O(1): the sum of the window's OI is
+        kept running (exactly re-summed with ``math.fsum`` every ``n`` buckets), and clamped to
+        [0, 1] against the last-ulp rounding of that running sum."""
         m = len(self._ois)
         if m == 0:
             return math.nan
-        if self._oi_stale:  # O(n) at most once per read after new buckets, exact: no drift
-            self._oi_sum = math.fsum(self._ois)
-            self._oi_stale = False
-        return self._oi_sum / (m * self.bucket_lots)
+        v = self._oi_sum / (m * self.bucket_lots)
+        return 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
 
     @property
     def buckets_in_window(self) -> int:
