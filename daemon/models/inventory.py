@@ -198,7 +198,7 @@ class HedgeRatios:
     Feed synchronous mids with :meth:`on_mids` at a fixed sampling interval (the engine's timer).
     A symbol missing from a sample (or the reference missing) simply contributes no return pair for
     that step. O(number of symbols) per sample, memory ``window`` pairs per symbol. The running sums
-    are recomputed from the buffer every ``window`` samples to stop floating-point drift.
+    are recomputed from the buffer (``math.fsum``) every ``window`` samples to stop floating-point drift.
     """
 
     def __init__(self, reference: str, symbols: list[str], window: int = 300, min_samples: int = 10) -> None:
@@ -257,10 +257,12 @@ class HedgeRatios:
         self._since_resum[s] += 1
         if self._since_resum[s] >= self.window:
             self._since_resum[s] = 0
-            sm[0] = sum(a for a, _ in buf)
-            sm[1] = sum(b for _, b in buf)
-            sm[2] = sum(a * a for a, _ in buf)
-            sm[3] = sum(a * b for a, b in buf)
+            # math.fsum: correctly rounded, so the re-summed betas are the same on every Python
+            # (builtin sum() over floats became compensated in 3.12)
+            sm[0] = math.fsum([a for a, _ in buf])
+            sm[1] = math.fsum([b for _, b in buf])
+            sm[2] = math.fsum([a * a for a, _ in buf])
+            sm[3] = math.fsum([a * b for a, b in buf])
 
     def beta(self, symbol: str) -> float | None:
         """OLS slope of ``symbol``'s returns on the reference's; 1.0 for the reference itself;
