@@ -45,7 +45,7 @@ class Vpin:
     __slots__ = (
         "bar_ms", "n", "bucket_lots", "derive_ms", "_sig",
         "_bar_k", "_bar_vol", "_bar_open", "_bar_close", "_last_close",
-        "_fill", "_acc", "_ois", "_oi_sum", "_oi_since", "buckets", "bars",
+        "_fill", "_acc", "_ois", "_oi_sum", "buckets", "bars",
         "_pending", "_derive_start", "_derive_vol", "bar_end_ms",
     )
 
@@ -72,8 +72,7 @@ class Vpin:
         self._fill = 0  # lots in the current bucket
         self._acc = 0.0  # sum over the current bucket of parts * (1 - 2 Z)  (= V^S - V^B)
         self._ois: deque[float] = deque(maxlen=n_buckets)
-        self._oi_sum = 0.0  # running sum of _ois (lots), re-summed exactly every n buckets
-        self._oi_since = 0  # buckets added since that exact re-sum
+        self._oi_sum = 0.0  # running sum of _ois (lots), re-summed exactly every n-th bucket
         self.buckets = 0  # completed buckets
         self.bars = 0  # closed bars
         self._pending: list[tuple[int, float]] = []  # (lots, Z) of bars waiting for V
@@ -149,11 +148,9 @@ class Vpin:
                     self._oi_sum -= ois[0]  # the append below drops it (deque maxlen=n)
                 ois.append(oi)
                 self._oi_sum += oi
-                self._oi_since += 1
-                if self._oi_since >= self.n:  # rounding drift never spans more than n updates
-                    self._oi_sum = math.fsum(ois)
-                    self._oi_since = 0
                 self.buckets += 1
+                if self.buckets % self.n == 0:  # rounding drift never spans more than n updates
+                    self._oi_sum = math.fsum(ois)
                 self._fill = 0
                 self._acc = 0.0
 
