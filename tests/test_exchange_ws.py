@@ -216,13 +216,23 @@ async def test_malformed_frames_arrive_raw(rec3000):
     async with ExchangeServer(recording=rec3000, speed=0, loop=False, faults=FaultPlan(malformed_every=10)) as ex, \
             connect(ex) as ws:
         await subscribe(ws, [f"publicTrade.{SYM}"])
-        raws = [await asyncio.wait_for(ws.recv(), 5) for _ in range(200)]
+        # decode=False: a text frame that is not UTF-8 would otherwise fail this client's connection
+        frames = [await asyncio.wait_for(ws.recv(decode=False), 5) for _ in range(300)]
     kinds = set()
-    for raw in raws:
+    for raw in frames:
         try:
-            m = json.loads(raw)
+            text = raw.decode()
+        except UnicodeDecodeError:
+            kinds.add("binary" if raw.startswith(b"\x00") else "invalid_utf8")
+            assert raw.startswith(b"\x00") or raw.startswith(b'{"topic":"publicTrade'), raw[:40]
+            continue
+        try:
+            m = json.loads(text)
+        except RecursionError:
+            kinds.add("deep_nesting")
+            continue
         except ValueError:
-            kinds.add("truncated" if raw.startswith('{"topic":"publicTrade') else "invalid_json")
+            kinds.add("truncated" if text.startswith('{"topic":"publicTrade') else "invalid_json")
             continue
         if isinstance(m, list):
             kinds.add("array")
@@ -230,6 +240,8 @@ async def test_malformed_frames_arrive_raw(rec3000):
             kinds.add("unknown_topic")
         elif "data" not in m:
             kinds.add("missing_data")
+        elif m["topic"] == OB50 and m["data"].get("seq") == 2**63:
+            kinds.add("huge_int")
         elif m["topic"] == OB50:
             assert "u" not in m["data"]
             kinds.add("missing_field")

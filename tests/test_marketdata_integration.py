@@ -19,7 +19,7 @@ import pytest
 from daemon.app import App
 from daemon.config import load_settings
 from daemon.core.book import BookState
-from daemon.exchange.faults import FaultPlan
+from daemon.exchange.faults import MALFORMED_KINDS, FaultPlan
 from daemon.exchange.server import ExchangeServer
 from daemon.logging import configure_logging
 
@@ -145,9 +145,15 @@ async def test_sequence_faults_resync_and_recover(tmp_path, logs, fault):
 
 
 async def test_malformed_frames_are_counted_logged_and_harmless(tmp_path, logs):
-    kinds = ["invalid_json", "truncated", "array", "unknown_topic", "missing_data", "missing_field", "off_grid"]
+    """Every kind of garbage the exchange can send (invalid JSON, truncated, wrong shapes, off-grid
+    values, a *text* frame that is not UTF-8, a binary frame of junk, 2,000-deep nesting, a 2**63
+    sequence number) reaches the running client over a real websocket: each is one counted, logged
+    error, the connection stays up (no reconnect) and the book stays exact."""
+    kinds = list(MALFORMED_KINDS)
     async with ExchangeServer(speed=30.0) as ex:
         app, task = await start_app(ex, tmp_path)
+        await wait_for(lambda: book_of(app).live, 10, "LIVE")
+        connects = app.stream.stats["connects"]
         for k in kinds:
             ex.inject("malformed", malformed_kind=k)
         await wait_for(lambda: ex.faults_injected["malformed"] >= len(kinds), 10, "malformed sent")
@@ -156,9 +162,14 @@ async def test_malformed_frames_are_counted_logged_and_harmless(tmp_path, logs):
         await wait_for(lambda: book_of(app).live, 10, "LIVE")
         await assert_books_equal(ex, app)
         errs = dict(app.parser.errors)
+        stats = dict(app.stream.stats)
         assert await stop_app(app, task) == 0
-    assert errs.get("malformed_json", 0) >= 2 and errs.get("not_an_object", 0) >= 1
-    assert errs.get("unknown_topic", 0) >= 1 and errs.get("missing_field", 0) >= 1 and errs.get("bad_value", 0) >= 1
+    assert sum(errs.values()) == len(kinds), errs  # one error per bad frame, none for the good ones
+    # invalid_json, truncated, invalid_utf8, binary, deep_nesting
+    assert errs.get("malformed_json", 0) == 5 and errs.get("not_an_object", 0) == 1, errs
+    assert errs.get("unknown_topic", 0) == 1 and errs.get("missing_field", 0) == 2, errs
+    assert errs.get("bad_value", 0) == 2, errs  # off_grid, huge_int
+    assert stats["connects"] == connects and stats.get("reconnects", 0) == 0, stats  # the connection survived
     bad = logs.named("bad_frame")
     assert bad and all("kind" in e and "sample" in e for e in bad)
 

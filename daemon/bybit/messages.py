@@ -24,7 +24,7 @@ own exact conversion, or the instrument's cached grid); both refuse off-grid val
 from __future__ import annotations
 
 from collections import Counter
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
 
@@ -71,6 +71,11 @@ class Control(msgspec.Struct):
 
 # --- wire shapes ------------------------------------------------------------------------------
 
+#: An id, sequence number or epoch-ms timestamp: the books and the engine keep these in signed 64-bit
+#: integers, so a wire value outside [-2**63, 2**63 - 1] is a ``bad_value`` here (the C scanner already
+#: declines numbers over 18 digits), never an ``OverflowError`` further down.
+I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 
 class _Envelope(msgspec.Struct):
     topic: str | None = None
@@ -90,24 +95,24 @@ class _BookData(msgspec.Struct):
     s: str
     b: list[tuple[str, str]]
     a: list[tuple[str, str]]
-    u: int
-    seq: int = 0
+    u: I64
+    seq: I64 = 0
 
 
 class _TradeRow(msgspec.Struct):
-    T: int
+    T: I64
     s: str
     S: str
     v: str
     p: str
     i: str = ""
-    seq: int = 0
+    seq: I64 = 0
     BT: bool = False
 
 
 class _KlineRow(msgspec.Struct):
-    start: int
-    end: int
+    start: I64
+    end: I64
     interval: str
     open: str
     close: str
@@ -115,7 +120,7 @@ class _KlineRow(msgspec.Struct):
     low: str
     volume: str
     confirm: bool
-    timestamp: int = 0
+    timestamp: I64 = 0
 
 
 class _CommandData(msgspec.Struct):
@@ -217,7 +222,7 @@ class FrameParser:
         name = "F_" + topic.replace(".", "_")
         t = msgspec.defstruct(
             name,
-            [("data", data_type), ("type", str, ""), ("ts", int, 0), ("cts", int, 0)],
+            [("data", data_type), ("type", str, ""), ("ts", I64, 0), ("cts", I64, 0)],
             tag_field="topic",
             tag=topic,
             kw_only=True,
@@ -229,25 +234,31 @@ class FrameParser:
 
     def parse(self, raw: bytes | str, recv_ns: int) -> list | Control:
         """Parse one frame: a list of events for a data frame, a :class:`Control` otherwise.
-        Raises :class:`FrameError` (and counts it) for anything unusable."""
-        if len(raw) > self.max_frame_bytes:
-            return self._fail(FrameError("too_large", f"{len(raw)} bytes > cap {self.max_frame_bytes}"), raw)
-        scan = self._scan
-        if scan is not None:
-            # C fast path: a plain, valid orderbook / publicTrade frame of a configured symbol ->
-            # [BookUpdate] / [Trade, ...]; None for anything else (which the msgspec path below
-            # decodes or classifies).
-            out = scan(raw, recv_ns)
-            if out is not None:
-                return out
+
+        Total: for any input (bytes or str, any content, whatever the installed msgspec raises for
+        it) the only exception that leaves is :class:`FrameError`, counted in :attr:`errors`.
+        Library errors outside the known ones (a new ``DecodeError`` subclass, ``RecursionError``
+        from a deeply nested frame, ``OverflowError`` from a huge integer, ...) are classified by
+        :func:`_classify`; only ``MemoryError`` and non-``Exception`` signals pass through."""
         try:
-            msg = self._fast.decode(raw)  # type: ignore[union-attr]
-        except (msgspec.DecodeError, AttributeError, UnicodeDecodeError):
+            if len(raw) > self.max_frame_bytes:
+                raise FrameError("too_large", f"{len(raw)} bytes > cap {self.max_frame_bytes}")
+            scan = self._scan
+            if scan is not None:
+                # C fast path: a plain, valid orderbook / publicTrade frame of a configured symbol ->
+                # [BookUpdate] / [Trade, ...]; None for anything else (which the msgspec path below
+                # decodes or classifies).
+                out = scan(raw, recv_ns)
+                if out is not None:
+                    return out
+            if type(raw) is bytes and not raw.isascii():
+                # msgspec validates UTF-8 only in the strings it decodes, not in keys or values it
+                # skips: a frame that is not UTF-8 anywhere is corrupt, so refuse it whole.
+                raw.decode()  # UnicodeDecodeError -> malformed_json (below)
             try:
+                msg = self._fast.decode(raw)  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - whatever the decoder raises, the slow path classifies
                 return self._slow(raw)
-            except FrameError as e:
-                return self._fail(e, raw)
-        try:
             kind, depth, symbol, pc, qc = self._routes[type(msg)]
             data = msg.data
             if kind == _BOOK:
@@ -289,8 +300,10 @@ class FrameParser:
             ]
         except FrameError as e:
             return self._fail(e, raw)
-        except ValueError as e:  # off-grid price, bad number
-            return self._fail(FrameError("bad_value", str(e)), raw)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the contract: FrameError or nothing (see docstring)
+            return self._fail(_classify(e), raw)
 
     def _fail(self, e: FrameError, raw: bytes | str):
         self.errors[e.kind] += 1
@@ -305,10 +318,8 @@ class FrameParser:
         except msgspec.ValidationError as e:
             kind = "not_an_object" if "Expected `object`" in str(e) else "bad_value"
             raise FrameError(kind, str(e)) from None
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeError) as e:  # invalid UTF-8: UnicodeDecodeError up to msgspec 0.22
             raise FrameError("malformed_json", str(e)) from None
-        except UnicodeDecodeError as e:  # msgspec raises it for invalid UTF-8 inside a string
-            raise FrameError("malformed_json", f"invalid UTF-8: {e}") from None
         topic = env.topic
         if topic is None:
             return self._control(env)
@@ -327,8 +338,8 @@ class FrameParser:
             text = str(e)
             kind = "missing_field" if "missing required" in text else "bad_value"
             raise FrameError(kind, f"{topic}: {text}") from None
-        except UnicodeDecodeError as e:
-            raise FrameError("malformed_json", f"{topic}: invalid UTF-8: {e}") from None
+        except (msgspec.DecodeError, UnicodeError) as e:
+            raise FrameError("malformed_json", f"{topic}: {e}") from None
         raise FrameError("bad_value", f"{topic}: undecodable")  # pragma: no cover
 
     def _control(self, env: _Envelope) -> Control:
@@ -346,6 +357,23 @@ class FrameParser:
                 return Control(op, not cmd.failTopics, msg, env.req_id or "", env.conn_id or "", False, list(cmd.failTopics))
             raise FrameError("missing_field", "frame has neither topic nor success")
         return Control(op, bool(env.success), msg, env.req_id or "", env.conn_id or "", False, [])
+
+
+def _classify(e: Exception) -> FrameError:
+    """The :class:`FrameError` for an exception a decoding library raised on a frame.
+
+    Undecodable bytes (any ``msgspec.DecodeError``, ``UnicodeError``) and nesting too deep to decode
+    (``RecursionError``) are ``malformed_json``; anything else (``OverflowError`` from an integer
+    over 64 bits, a ``TypeError`` on a value of the wrong type, ...) is ``bad_value``. The detail
+    names the exception type so an unexpected one is visible in the ``bad_frame`` log line."""
+    name = type(e).__name__
+    if isinstance(e, RecursionError):
+        return FrameError("malformed_json", f"nested too deeply to decode ({name})")
+    if isinstance(e, (msgspec.DecodeError, UnicodeError)) and not isinstance(e, msgspec.ValidationError):
+        return FrameError("malformed_json", f"{name}: {e}")
+    if isinstance(e, ValueError):  # off-grid price, a number out of range
+        return FrameError("bad_value", str(e))
+    return FrameError("bad_value", f"{name}: {e}")
 
 
 def _sample(raw: bytes | str, n: int = 160) -> str:

@@ -10,9 +10,11 @@ Behaviour and limits (defaults in :class:`daemon.config.WsConfig`):
 * reconnects with full-jitter exponential backoff (``reconnect_base_s`` doubling up to
   ``reconnect_max_s``), resubscribes, and the books rebuild from the fresh snapshots;
 * a frame larger than ``max_frame_bytes`` is refused by the websocket layer (close 1009) and counted
-  as ``too_large``; malformed JSON, unknown topics and missing fields are counted per kind by the
+  as ``too_large``; every other bad frame (malformed JSON, invalid UTF-8 in a text or binary frame,
+  nesting too deep, unknown topics, missing fields, out-of-range values) is counted per kind by the
   :class:`~daemon.bybit.messages.FrameParser` and logged with a sample, at most a few lines per
-  10 s per kind: never a crash.
+  10 s per kind: never a crash, never a reconnect. Frames are read undecoded (``recv(decode=False)``)
+  so UTF-8 validity is the parser's to judge, like everything else about a frame.
 
 The client only moves bytes: parsed events go to ``on_events(events)``, lifecycle news to
 ``on_state(state, reason)``. ``resubscribe(topics)`` asks for fresh snapshots on the live socket
@@ -30,7 +32,7 @@ from collections.abc import Callable
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from daemon.bybit.messages import Control, FrameError, FrameParser
 from daemon.config import WsConfig
@@ -202,8 +204,13 @@ class PublicStream:
         parse = self.parser.parse
         on_events = self.on_events
         on_raw = self.on_raw
+        recv = ws.recv
         try:
-            async for raw in ws:
+            while True:
+                # decode=False: text frames arrive as their UTF-8 bytes, undecoded. The parser reads
+                # bytes directly (no str copy) and owns validation: a frame that is not valid UTF-8
+                # is one counted ``malformed_json`` error, not a 1007 close of the whole connection.
+                raw = await recv(decode=False)
                 if self._stopping:
                     break
                 now = time.monotonic()
@@ -220,6 +227,8 @@ class PublicStream:
                     on_events(out)
                 else:
                     self._control(out)
+            self._fail_pending()
+        except ConnectionClosedOK:  # a clean close ends the session as the end of iteration did
             self._fail_pending()
         except ConnectionClosed as e:
             self._fail_pending()

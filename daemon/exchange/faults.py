@@ -38,7 +38,19 @@ MALFORMED_KINDS = (
     "missing_data",   # a publicTrade frame without "data"
     "missing_field",  # an orderbook.50 delta whose data has no "u"
     "off_grid",       # a publicTrade frame with an off-grid price ("61800.123" on a 0.10 grid)
+    "invalid_utf8",   # a publicTrade frame whose trade id holds bytes that are not UTF-8, as a *text* frame
+    "binary",         # a binary websocket frame of bytes that are neither UTF-8 nor JSON
+    "deep_nesting",   # a publicTrade frame whose data nests 2,000 arrays deep (a decoder's recursion limit)
+    "huge_int",       # an orderbook.50 delta whose seq is 2**63 (past every signed 64-bit field)
 )
+
+
+class TextBytes(bytes):
+    """The payload of a *text* websocket frame given as raw bytes, sent without UTF-8 validation.
+
+    RFC 6455 says a text frame is UTF-8 and a peer may fail the connection (1007) otherwise; a
+    hostile or broken network sends one anyway, so the exchange can too. Plain ``bytes`` from
+    :func:`malformed_frame` go out as a binary frame, ``str`` as an ordinary text frame."""
 
 REST_FAULTS = ("10006", "429", "403", "500", "slow")
 
@@ -87,8 +99,10 @@ class FaultPlan:
         self.reject_topics = set(self.reject_topics)
 
 
-def malformed_frame(kind: str, symbol: str, ts: int, seq: int, price: str, n: int) -> str:
-    """Text of one malformed frame of ``kind`` (see :data:`MALFORMED_KINDS`). ``n`` makes ids unique."""
+def malformed_frame(kind: str, symbol: str, ts: int, seq: int, price: str, n: int) -> str | bytes:
+    """One malformed frame of ``kind`` (see :data:`MALFORMED_KINDS`). ``n`` makes ids unique.
+
+    ``str``: a text frame; :class:`TextBytes`: a text frame that is not UTF-8; ``bytes``: a binary frame."""
     trade: dict[str, Any] = {"T": ts, "s": symbol, "S": "Buy", "v": "0.001", "p": price, "L": "ZeroPlusTick",
                              "i": f"malformed-{n}", "BT": False, "RPI": False, "seq": seq}
     good = {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": ts, "data": [trade]}
@@ -112,4 +126,14 @@ def malformed_frame(kind: str, symbol: str, ts: int, seq: int, price: str, n: in
         base = price.split(".")[0]
         trade["p"] = f"{base}.123"
         return orjson.dumps(good).decode()
+    if kind == "invalid_utf8":
+        marker = b"malformed-%d" % n
+        return TextBytes(orjson.dumps(good).replace(marker, marker + b"\xff\xfe\xc3"))
+    if kind == "binary":
+        return b"\x00\xff\xfe\x80binary-%d\xc0\xaf" % n
+    if kind == "deep_nesting":
+        return '{"topic":"publicTrade.%s","type":"snapshot","ts":%d,"data":%s%s}' % (symbol, ts, "[" * 2000, "]" * 2000)
+    if kind == "huge_int":
+        return orjson.dumps({"topic": f"orderbook.50.{symbol}", "type": "delta", "ts": ts, "cts": ts,
+                             "data": {"s": symbol, "b": [], "a": [], "u": 1, "seq": 2**63}}).decode()
     raise ValueError(f"unknown malformed kind {kind!r}")

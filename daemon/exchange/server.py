@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from daemon.exchange.faults import MALFORMED_KINDS, REST_FAULTS, FaultPlan, malformed_frame
+from daemon.exchange.faults import MALFORMED_KINDS, REST_FAULTS, FaultPlan, TextBytes, malformed_frame
 from daemon.exchange.market import KLINE_INTERVALS, Market, fmt
 from daemon.exchange.recording import Recording, load_recording
 from daemon.logging import RateLimited, get_logger
@@ -69,7 +69,7 @@ class _Conn:
         self.id = uuid.uuid4().hex[:20] + "-" + uuid.uuid4().hex[:5]
         self.spot = spot
         self.topics: set[str] = set()
-        self.q: deque[tuple[str, bool]] = deque()
+        self.q: deque[tuple[str | bytes, bool]] = deque()
         self.room = asyncio.Event()
         self.room.set()
         self.has_data = asyncio.Event()
@@ -511,7 +511,7 @@ class ExchangeServer:
         return out
 
     # ------------------------------------------------------------------ websocket
-    async def _push(self, conn: _Conn, text: str, data: bool) -> None:
+    async def _push(self, conn: _Conn, text: str | bytes, data: bool) -> None:
         if conn.closed:
             return
         if data and self.speed == 0:
@@ -559,7 +559,12 @@ class ExchangeServer:
                 text, data = conn.q.popleft()
                 if len(conn.q) < self.queue_high:
                     conn.room.set()
-                await conn.ws.send_str(text)
+                if type(text) is str:
+                    await conn.ws.send_str(text)
+                elif isinstance(text, TextBytes):  # a text frame that is not UTF-8 (fault injection)
+                    await conn.ws.send_frame(text, WSMsgType.TEXT)
+                else:
+                    await conn.ws.send_bytes(text)
                 if data:
                     conn.data_sent += 1
                     if (fp.drop_after is not None and conn.data_sent >= fp.drop_after
