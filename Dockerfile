@@ -4,6 +4,7 @@
 # The ledger (SQLite, WAL) lives on the volume /var/lib/mmd; logs are JSON lines on stdout
 # (docker logs mmd | jq .). Override the config with -v ./my.toml:/etc/mmd/mmd.toml:ro or with
 # MMD_* environment variables (e.g. -e MMD_MARKET__SYMBOLS='["BTCUSDT","ETHUSDT"]').
+# Dependencies come from requirements/*-py311.txt (hash-locked; the image's Python is 3.11).
 
 # ---- builder: build a wheel and install it into a self-contained venv ----
 FROM python:3.11-slim AS builder
@@ -18,12 +19,17 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-RUN python -m venv /opt/mmd
+# Exact, hash-checked versions from the lock (scripts/lock.sh): /opt/build holds what building mmd
+# needs (setuptools, mypy for mypyc), /opt/mmd what running it needs; nothing is resolved here.
+COPY requirements/build-py311.txt requirements/runtime-py311.txt ./requirements/
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build-py311.txt \
+    && python -m venv /opt/mmd \
+    && /opt/mmd/bin/pip install --no-cache-dir --require-hashes -r requirements/runtime-py311.txt
 COPY pyproject.toml setup.py README.md* ./
 COPY daemon ./daemon
-RUN /opt/mmd/bin/pip install --no-cache-dir --upgrade "pip>=24" \
-    && /opt/mmd/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/mmd/bin/pip install --no-cache-dir /wheels/*.whl \
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/mmd/bin/pip install --no-cache-dir --no-deps /wheels/*.whl \
     && /opt/mmd/bin/python -I -c "import daemon.core._fastbook, daemon.features.state as s; assert s.__file__.endswith('.so'), s.__file__"
 
 # ---- runtime ----

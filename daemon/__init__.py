@@ -26,8 +26,8 @@ def _check_compiled() -> None:
             continue  # a wheel without sources: nothing to compare
         if now != sha:
             raise ImportError(
-                f"{mod} was compiled from an older {rel}.py: rebuild with `pip install -e .` "
-                "(or `MMD_NO_COMPILE=1 pip install -e .` to run it uncompiled)"
+                f"{mod} was compiled from an older {rel}.py: rebuild with `bash scripts/install.sh` "
+                "(or `MMD_NO_COMPILE=1 bash scripts/install.sh` to run it uncompiled)"
             )
 
 
