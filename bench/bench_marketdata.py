@@ -264,7 +264,7 @@ def s_cryptofeed(_):
 def s_full_tick(_):
     """parse + book + features + classifier + quoter + risk + paper venue (no ledger I/O)."""
     try:
-        from daemon.core.strategy import bench_pipeline
+        from daemon.runtime.runtime import bench_pipeline
     except ImportError:
         return None
     return bench_pipeline()

@@ -55,7 +55,7 @@ class App:
         self.parser: FrameParser | None = None
         self.recorder: RecordingWriter | None = recorder
         self.trade = trade
-        self.runtime: Any = None  # daemon.core.strategy.Runtime once attached
+        self.runtime: Any = None  # daemon.runtime.runtime.Runtime once attached
         self.ops: Any = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -169,7 +169,7 @@ class App:
     def _attach_runtime(self, instruments: dict[str, Instrument]) -> None:
         """Attach the strategy runtime (features, quoter, risk, venue, ledger) when available."""
         try:
-            from daemon.core.strategy import Runtime
+            from daemon.runtime.runtime import Runtime
         except ImportError:
             return
         assert self.engine is not None

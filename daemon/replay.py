@@ -3,7 +3,7 @@
 The same :class:`~daemon.core.engine.Engine` and strategy runtime as ``mmd run``; frames come from
 ``<recv_ns> <frame json>`` files instead of a socket. Bad frames are counted (never fatal), exactly
 as live. A replay of the frames a live run recorded gives the same ledger as that live run. The journal's
-run id is derived from the recordings and the config (:func:`daemon.core.strategy.replay_run_id`):
+run id is derived from the recordings and the config (:func:`daemon.runtime.runtime.replay_run_id`):
 an interrupted replay simply runs again from the start, fresh state, same run id; records already
 committed are ignored by id, so the final journal equals an uninterrupted run's.
 """
@@ -39,7 +39,7 @@ def replay(
     runtime = None
     parser = FrameParser(instruments, settings.ws.max_frame_bytes)
     if trade:
-        from daemon.core.strategy import Runtime, replay_run_id
+        from daemon.runtime.runtime import Runtime, replay_run_id
 
         runtime = Runtime.replay(settings, engine, ledger_path=ledger_path or settings.ledger.path,
                                  run_id=replay_run_id(paths, settings))

@@ -227,7 +227,7 @@ def test_runtime_gate_uses_the_model_threshold_when_none_is_configured():
     import gzip
 
     from daemon.config import load_settings
-    from daemon.core.strategy import bench_pipeline
+    from daemon.runtime.runtime import bench_pipeline
     from daemon.recording import bundled_adverse_model, bundled_recording
 
     s = load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model()), "action": "pull"}})

@@ -8,7 +8,7 @@ from daemon.config import load_settings
 from daemon.core.engine import Engine
 from daemon.core.events import BookUpdate
 from daemon.core.instrument import Instrument
-from daemon.core.strategy import Runtime
+from daemon.runtime.runtime import Runtime
 
 
 def inst(sym):

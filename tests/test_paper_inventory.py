@@ -6,8 +6,7 @@ import pytest
 
 from daemon.core.events import BUY, SELL, Fill
 from daemon.core.instrument import Instrument
-from daemon.paper.inventory import DAY_MS, Inventory, MarkSampler
-from daemon.paper.venue import Funding
+from daemon.paper.inventory import DAY_MS, Funding, Inventory, MarkSampler
 
 # tick 0.5 USDT, lot 0.01 base: prices/sizes below are chosen so the floats are exact
 INS = Instrument("X", "linear", "0.5", "0.01", min_qty_lots=1)
@@ -110,3 +109,31 @@ def test_fill_id_memory_is_bounded(monkeypatch):
     assert len(inv._seen) == 5
     assert inv.apply_fill(Fill("f7", ins.symbol, "o", BUY, 600000, 1, 0.0, "t7", 20)) is None  # recent: still a duplicate
     assert inv.books[ins.symbol].position_lots == 8
+
+
+def test_funding_settles_once_with_sign_on_the_accounts_position():
+    """The account settles funding (hand-computed payments): the rate announced before the
+    funding time applies to the position held at it; longs pay a positive rate, shorts receive;
+    once per funding time. The position comes from the fills the account booked (its one owner)."""
+    inv = Inventory({"X": INS})
+    inv.on_mid("X", 0, 100.25)
+    inv.apply_fill(fill("a", BUY, 100.0, 4, 1))  # long 0.04 base
+    t0 = 28_800_000
+    assert inv.on_ticker("X", {"fundingRate": "0.0001", "nextFundingTime": str(t0), "markPrice": "100.5"}, 2) == []
+    assert inv.on_ticker("X", {"markPrice": "101"}, t0 - 1) == []  # a delta: other fields unchanged
+    out = inv.on_ticker("X", {"fundingRate": "0.0002", "nextFundingTime": str(2 * t0)}, t0 + 5)
+    assert len(out) == 1 and isinstance(out[0], Funding)
+    f = out[0]
+    assert (f.ts_ms, f.rate, f.mark, f.position_lots) == (t0, 0.0001, 101.0, 4)
+    assert f.payment == pytest.approx(0.04 * 101.0 * 0.0001) and f.payment > 0
+    assert inv.apply_funding(f) and not inv.apply_funding(f)  # booked once
+    assert inv.books["X"].funding == pytest.approx(f.payment)
+    assert inv.on_ticker("X", {}, t0 + 10) == []  # once per funding time
+    inv.apply_fill(fill("b", SELL, 101.0, 10, t0 + 21))  # short 0.06 base
+    assert inv.position_lots("X") == -6
+    (f2,) = inv.on_ticker("X", {}, 2 * t0)
+    assert f2.payment == pytest.approx(-0.06 * 101.0 * 0.0002) and f2.payment < 0
+    assert f2.funding_id == f"funding:X:{2 * t0}"
+    # no rate or mark known: nothing to settle, but the time is marked settled
+    inv2 = Inventory({"X": INS})
+    assert inv2.on_ticker("X", {"nextFundingTime": "5"}, 1) == [] and inv2.on_ticker("X", {}, 6) == []

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from daemon.core.book import OrderBook
-from daemon.core.events import BUY, SELL, BookUpdate, Fill, Quote, TickerUpdate, Trade
+from daemon.core.events import BUY, SELL, BookUpdate, Fill, Quote, Trade
 from daemon.core.instrument import btcusdt_linear
-from daemon.core.risk import RiskEvent
+from daemon.risk import RiskEvent
 from daemon.paper.inventory import BookedFill, Inventory, Mark, Markout, MarkSampler
 from daemon.paper.ledger import (
     APPLICATION_ID,
@@ -26,7 +26,9 @@ from daemon.paper.ledger import (
     validate_file,
     write_resume,
 )
-from daemon.paper.venue import Funding, PaperVenue
+from daemon.execution.models import ConstantLatency, ProbQueue
+from daemon.execution.paper import PaperVenue
+from daemon.paper.inventory import Funding
 
 INS = btcusdt_linear()
 SYM = INS.symbol
@@ -36,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _inline(seed, n_steps, ledger):
     rnd = random.Random(seed)
     book = OrderBook(SYM, 50)
-    venue = PaperVenue(INS, entry_latency_ms=10, cancel_latency_ms=10, queue_model="prob_power")
+    venue = PaperVenue(INS, latency=ConstantLatency(10, 10), queue=ProbQueue(2.0))
     inv = Inventory({SYM: INS})
     marks = MarkSampler(1000)
     journal: list = []
@@ -58,7 +60,7 @@ def _inline(seed, n_steps, ledger):
     t = 1_723_100_000_000
     book.apply(BookUpdate(SYM, 50, True, [(mid - 1, 5), (mid - 2, 9)], [(mid + 1, 5), (mid + 2, 9)], u, u, t, 0, 0))
     put(inv.on_mid(SYM, t, mid * 0.1))
-    put(venue.on_ticker(TickerUpdate(SYM, True, {"fundingRate": "0.0001", "nextFundingTime": str(t + 30_000), "markPrice": "60000"}, t, 0)))
+    put(inv.on_ticker(SYM, {"fundingRate": "0.0001", "nextFundingTime": str(t + 30_000), "markPrice": "60000"}, t))
     for i in range(n_steps):
         t += rnd.randint(20, 400)
         r = rnd.random()
@@ -71,15 +73,15 @@ def _inline(seed, n_steps, ledger):
             put(inv.on_mid(SYM, t, m))
             if marks.due(SYM, t):
                 w = venue.working
-                put([Mark(f"mark:{SYM}:{t}", SYM, t, m, w[BUY].price if w[BUY] else None, w[SELL].price if w[SELL] else None, venue.position_lots, i)])
+                put([Mark(f"mark:{SYM}:{t}", SYM, t, m, w[BUY].price if w[BUY] else None, w[SELL].price if w[SELL] else None, inv.position_lots(SYM), i)])
         elif r < 0.7:
             side = rnd.choice((BUY, SELL))
             px = (book.best_ask if side == BUY else book.best_bid) + side * rnd.choice((0, 0, 1))
             put(venue.on_trade(Trade(SYM, side, px, rnd.randint(1, 12), f"T{i}", i, t, 0), book))
         else:
-            skew = venue.position_lots // 10
+            skew = inv.position_lots(SYM) // 10
             put(venue.on_quote(Quote(SYM, book.best_bid - skew, 3, book.best_ask - skew, 3, t), book))
-        put(venue.check_funding(t))
+        put(inv.on_ticker(SYM, {}, t))  # funding settles when due
     return inv, journal
 
 
@@ -367,7 +369,7 @@ _REPLAY = textwrap.dedent(
     led = open_ledger({path!r}, run="rep", batch_max=3, flush_interval_ms=1)
     for k in range(1000000):
         run_inline(led, n_steps=400, seed=11)  # the same deterministic records again and again
-        # replay backpressure, as daemon.core.strategy.Runtime.put does: a CPU-bound producer
+        # replay backpressure, as daemon.runtime.runtime.Runtime.put does: a CPU-bound producer
         # would otherwise starve the writer thread of the GIL
         led.flush(5)
         print(led.durable_seq, flush=True)

@@ -17,10 +17,12 @@ from daemon.cli import main as mmd_main
 from daemon.core.book import OrderBook
 from daemon.core.events import BUY, SELL, BookUpdate, Fill, Quote, Trade
 from daemon.core.instrument import btcusdt_linear
-from daemon.core.risk import RiskEvent, RiskGate, SymbolRisk
-from daemon.paper.inventory import Inventory, Mark, MarkSampler
+from daemon.risk import RiskEvent, RiskGate, SymbolRisk
+from daemon.paper.inventory import Funding, Inventory, Mark, MarkSampler
 from daemon.paper.ledger import Ledger
-from daemon.paper.venue import OrderEvent, PaperVenue
+from daemon.execution.models import ConstantLatency, ProbQueue
+from daemon.execution.paper import PaperVenue
+from daemon.execution.protocol import OrderEvent
 
 REC = Path(__file__).resolve().parents[1] / "daemon" / "data" / "linear_BTCUSDT_2024-08-08_5min.bybit.gz"
 INS = btcusdt_linear()
@@ -37,7 +39,7 @@ def drive(lines, ledger: Ledger | None):
     one tick per 4 lots held), through the risk gate, into the venue; journal everything."""
     parser = FrameParser({SYM: INS})
     book = OrderBook(SYM, 50)
-    venue = PaperVenue(INS, entry_latency_ms=20, cancel_latency_ms=20, queue_model="prob_power", queue_power=2.0)
+    venue = PaperVenue(INS, latency=ConstantLatency(20, 20), queue=ProbQueue(2.0))
     inv = Inventory({SYM: INS})
     gate = RiskGate(max_position=0.02, max_notional=10_000, max_total_notional=20_000, max_drawdown=500,
                     max_daily_loss=300, max_error_rate=5, stale_ms=5000)
@@ -53,7 +55,7 @@ def drive(lines, ledger: Ledger | None):
                 r = inv.apply_fill(r)
                 if r is None:
                     continue
-            elif type(r).__name__ == "Funding":
+            elif isinstance(r, Funding):
                 inv.apply_funding(r)
             journal.append(r)
             if ledger is not None:
@@ -79,14 +81,14 @@ def drive(lines, ledger: Ledger | None):
                 d = gate.check(ev.ts_ms, [SymbolRisk(SYM, book.live, 0, inv.position_base(SYM), inv.notional(SYM))],
                                total_pnl=inv.total_pnl(), drawdown=inv.drawdown(), daily_pnl=inv.daily_pnl())
                 put(d.events)
-                skew = venue.position_lots // 4
+                skew = inv.position_lots(SYM) // 4
                 q = Quote(SYM, book.best_bid - max(skew, 0), 2, book.best_ask - min(skew, 0), 2, ev.ts_ms)
-                q = gate.filter_quote(q, d, venue.position_lots, 20)
+                q = gate.filter_quote(q, d, inv.position_lots(SYM), 20)
                 put(venue.on_quote(q, book))
                 if marks.due(SYM, ev.ts_ms):
                     w = venue.working
                     put([Mark(f"mark:{SYM}:{ev.ts_ms}", SYM, ev.ts_ms, mid, w[BUY].price if w[BUY] else None,
-                              w[SELL].price if w[SELL] else None, venue.position_lots, pos)])
+                              w[SELL].price if w[SELL] else None, inv.position_lots(SYM), pos)])
             elif isinstance(ev, Trade):
                 trades.append(ev)
                 put(venue.on_trade(ev, book))

@@ -7,9 +7,13 @@ import math
 import pytest
 
 from daemon.core.book import OrderBook
-from daemon.core.events import BUY, SELL, BookUpdate, Fill, Quote, TickerUpdate, Trade
+from daemon.core.events import BUY, SELL, BookUpdate, Fill, Quote, Trade
 from daemon.core.instrument import Instrument, btcusdt_linear
-from daemon.paper.venue import Funding, OrderEvent, PaperVenue
+from daemon.config import VenueConfig
+from daemon.execution.models import ConstantLatency, MakerTakerFees
+from daemon.execution.paper import PaperVenue
+from daemon.execution.protocol import OrderEvent
+from daemon.runtime.runtime import paper_venue
 
 SYM = "TEST"
 INS = Instrument(SYM, "linear", "1", "1", min_qty_lots=1, min_notional=0.0)
@@ -31,11 +35,13 @@ def trade(side, px, qty, tid, ts):
 
 
 def venue(**kw):
+    """The venue a ``[venue]`` config section builds (the runtime's own wiring), zero latency,
+    zero fee and the conservative queue unless a test says otherwise."""
     kw.setdefault("entry_latency_ms", 0)
     kw.setdefault("cancel_latency_ms", 0)
     kw.setdefault("maker_fee", 0.0)
     kw.setdefault("queue_model", "conservative")
-    return PaperVenue(INS, **kw)
+    return paper_venue(VenueConfig(**kw), INS)
 
 
 def fills(recs):
@@ -82,7 +88,6 @@ def test_partial_fills_then_filled():
     assert [x.qty for x in fills(f2)] == [7]
     assert kinds(f2) == ["filled"]
     assert v.working[BUY] is None and v.open_orders() == []
-    assert v.position_lots == 10
     # nothing left to fill
     assert fills(v.on_trade(trade(SELL, 100, 5, "c", 3), b)) == []
 
@@ -107,7 +112,6 @@ def test_same_side_taker_never_fills_us():
     out += v.on_trade(trade(SELL, 101, 50, "c", 3), b)  # sell taker at our ask price
     out += v.on_trade(trade(SELL, 102, 50, "d", 4), b)  # sell taker above our ask
     assert fills(out) == []
-    assert v.position_lots == 0
 
 
 def test_entry_latency_delays_placement():
@@ -169,7 +173,7 @@ def test_same_trade_never_fills_twice():
     t = trade(SELL, 100, 3, "dup", 1)
     assert [x.qty for x in fills(v.on_trade(t, b))] == [3]
     assert fills(v.on_trade(t, b)) == []
-    assert v.dup_trades == 1 and v.position_lots == 3
+    assert v.dup_trades == 1
     # also after a requote to a new order at the same level
     v.on_quote(quote(100, 20, ts=2), b)
     assert fills(v.on_trade(t, b)) == []
@@ -214,7 +218,7 @@ def test_instrument_rules_reject_small_orders_once():
     ins = btcusdt_linear()  # min 1 lot, min notional 5 USDT
     b = OrderBook("BTCUSDT", 50)
     b.apply(BookUpdate("BTCUSDT", 50, True, [(600000, 5)], [(600001, 5)], 1, 1, 0, 0, 0))
-    v = PaperVenue(ins, entry_latency_ms=0, cancel_latency_ms=0)
+    v = PaperVenue(ins, latency=ConstantLatency(0, 0))
     out = v.on_quote(Quote("BTCUSDT", 600000, 0, 600001, 0, 0), b)  # qty 0: not quoting
     assert out == []
     # 1 lot = 0.001 BTC at 60000 = 60 USDT: ok; at price 4000.0 it is 4 USDT < 5 -> rejected
@@ -297,37 +301,11 @@ def test_maker_fee_and_rebate():
     for rate in (0.0002, -0.0001):
         b = OrderBook("BTCUSDT", 50)
         b.apply(BookUpdate("BTCUSDT", 50, True, [(600000, 0)], [(600010, 5)], 1, 1, 0, 0, 0))
-        v = PaperVenue(ins, entry_latency_ms=0, cancel_latency_ms=0, maker_fee=rate)
+        v = PaperVenue(ins, latency=ConstantLatency(0, 0), fees=MakerTakerFees(rate))
         v.on_quote(Quote("BTCUSDT", 600000, 20, None, 0, 0), b)
         f = fills(v.on_trade(Trade("BTCUSDT", SELL, 600000, 20, "t", 0, 1, 0), b))[0]
         assert f.fee == pytest.approx(60000.0 * 0.020 * rate)
         assert math.copysign(1, f.fee) == math.copysign(1, rate)
-
-
-def test_funding_settles_once_with_sign():
-    b = mkbook([(100, 0)], [(101, 0)])
-    v = venue()
-    v.on_quote(quote(100, 4), b)
-    v.on_trade(trade(SELL, 100, 4, "a", 1), b)
-    assert v.position_lots == 4
-    t0 = 28_800_000
-    out = v.on_ticker(TickerUpdate(SYM, True, {"fundingRate": "0.0001", "nextFundingTime": str(t0), "markPrice": "100.5"}, 2, 0))
-    assert out == []
-    out = v.on_ticker(TickerUpdate(SYM, False, {"markPrice": "101"}, t0 - 1, 0))
-    assert out == []
-    out = v.on_ticker(TickerUpdate(SYM, False, {"fundingRate": "0.0002", "nextFundingTime": str(2 * t0)}, t0 + 5, 0))
-    assert len(out) == 1 and isinstance(out[0], Funding)
-    f = out[0]
-    # the rate announced before the settlement applies; longs pay a positive rate
-    assert (f.ts_ms, f.rate, f.mark, f.position_lots) == (t0, 0.0001, 101.0, 4)
-    assert f.payment == pytest.approx(4 * 101.0 * 0.0001) and f.payment > 0
-    assert v.check_funding(t0 + 10) == []  # once per funding time
-    # short with a positive rate receives
-    v.on_quote(quote(None, 0, 101, 10, ts=t0 + 20), b)
-    v.on_trade(trade(BUY, 101, 10, "b", t0 + 21), b)
-    assert v.position_lots == -6
-    f2 = v.check_funding(2 * t0)[0]
-    assert f2.payment == pytest.approx(-6 * 101.0 * 0.0002) and f2.funding_id == f"funding:{SYM}:{2 * t0}"
 
 
 def test_cancel_all_and_bad_config():
@@ -347,7 +325,7 @@ def test_amend_to_a_refused_size_cancels_the_order():
     ins = btcusdt_linear()  # min notional 5 USDT
     b = OrderBook("BTCUSDT", 50)
     b.apply(BookUpdate("BTCUSDT", 50, True, [(600000, 5)], [(600001, 5)], 1, 1, 0, 0, 0))
-    v = PaperVenue(ins, entry_latency_ms=0, cancel_latency_ms=0)
+    v = PaperVenue(ins, latency=ConstantLatency(0, 0))
     v.on_quote(Quote("BTCUSDT", 600000, 1, None, 0, 0), b)  # 60 USDT
     ins2 = Instrument("BTCUSDT", "linear", "0.10", "0.001", min_qty_lots=2, min_notional=5.0)
     v.instrument = ins2  # now 2 lots minimum: an amend down to 1 lot is refused

@@ -6,7 +6,7 @@ import pytest
 
 from daemon.config import RiskConfig
 from daemon.core.events import Quote
-from daemon.core.risk import RiskGate, SymbolRisk
+from daemon.risk import RiskGate, SymbolRisk
 
 
 def gate(**kw):
@@ -251,7 +251,7 @@ def test_total_notional_counts_every_symbol_and_a_trip_stops_them_all():
     from daemon.core.engine import Engine
     from daemon.core.events import BookUpdate, Fill
     from daemon.core.instrument import Instrument
-    from daemon.core.strategy import Runtime
+    from daemon.runtime.runtime import Runtime
 
     s = load_settings(overrides={"market": {"symbols": ["AAAUSDT", "BBBUSDT"]},
                                  "risk": {"max_position": 1.0, "max_notional": 10_000.0, "max_total_notional": 15_000.0,

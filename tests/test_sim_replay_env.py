@@ -10,12 +10,13 @@ import pytest
 from daemon.core.events import BUY
 from daemon.models.rl import TrainConfig, train
 from daemon.recording import bundled_recording
+from daemon.execution.models import ConstantLatency
 from daemon.sim.replay_env import ReplayQuotingEnv, run_policy
 
 
 @pytest.fixture(scope="module")
 def env() -> ReplayQuotingEnv:
-    return ReplayQuotingEnv(bundled_recording(), decision_ms=1000, entry_latency_ms=20, cancel_latency_ms=20)
+    return ReplayQuotingEnv(bundled_recording(), decision_ms=1000, latency=ConstantLatency(20, 20))
 
 
 def _episode(env, deltas, **kw):
@@ -37,7 +38,7 @@ def test_rewards_sum_to_mark_to_market_and_fills_reconcile(env) -> None:
     px, qty = env.instrument.price.to_float, env.instrument.qty.to_float
     cash = -sum(f.side * px(f.price) * qty(f.qty) + f.fee for f in env.fills)
     assert env.cash == pytest.approx(cash, abs=1e-9)
-    assert env.venue.position_lots == sum(f.side * f.qty for f in env.fills)
+    assert env.position_lots == sum(f.side * f.qty for f in env.fills)
     assert all((f.side == BUY) or (f.side == -BUY) for f in env.fills)
 
 

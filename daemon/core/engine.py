@@ -44,7 +44,7 @@ _BAD = (Applied.GAP, Applied.CROSSED, Applied.SEQ_BACK)
 
 class SymbolCore:
     """All per-symbol state. ``strategy`` (optional) receives the market events after the book
-    has been updated; see :class:`daemon.core.strategy.Strategy`."""
+    has been updated; see :class:`daemon.runtime.strategy.SymbolStrategy`."""
 
     def __init__(self, inst: Instrument, depth: int, kline_keep: int = 300) -> None:
         self.inst = inst

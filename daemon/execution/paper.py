@@ -1,22 +1,27 @@
 """Paper venue: simulated post-only limit orders filled against public trades (pure, no clock, no I/O).
 
-The engine drives one :class:`PaperVenue` per symbol with four calls, all timed by the events'
-exchange time ``ts_ms`` (milliseconds):
+An :class:`~daemon.execution.protocol.ExecutionVenue`, built from three injected models
+(:mod:`daemon.execution.models`): a queue model, a latency model and a fee model. The runtime
+drives one :class:`PaperVenue` per symbol with these calls, all timed by the events' exchange time
+``ts_ms`` (milliseconds):
 
 * :meth:`PaperVenue.on_quote` -- the desired two-sided :class:`~daemon.core.events.Quote` (after the risk
   gate); places, keeps, amends or replaces one order per side;
 * :meth:`PaperVenue.on_book` -- after the engine applied a ``BookUpdate`` to the
   :class:`~daemon.core.book.OrderBook`; moves queue positions with size changes at our levels;
 * :meth:`PaperVenue.on_trade` -- one public :class:`~daemon.core.events.Trade`; may fill us;
-* :meth:`PaperVenue.on_ticker` -- funding rate / next funding time / mark price; settles funding.
+* :meth:`PaperVenue.advance` / :meth:`PaperVenue.drain` -- time passed (activations, cancels).
 
-Each call returns a list of records for the ledger: :class:`OrderEvent` (order lifecycle),
-:class:`~daemon.core.events.Fill` and :class:`Funding`. The venue never reads a clock.
+Each call returns a list of records for the ledger: :class:`~daemon.execution.protocol.OrderEvent`
+(order lifecycle) and :class:`~daemon.core.events.Fill`. The venue never reads a clock, and holds
+no position: the account (:class:`daemon.paper.inventory.Inventory`) books the fills.
 
 Order life cycle and latency
 ----------------------------
-A new order is *pending* until ``ts + entry_latency_ms``; the first event at or after that time makes
-it *live* (it joins the queue then). A cancel takes effect at ``ts + cancel_latency_ms``; until then
+The latency model (:class:`~daemon.execution.models.ConstantLatency`: ``entry_latency_ms`` and
+``cancel_latency_ms``) times every request. A new order is *pending* until ``ts + entry_latency_ms``;
+the first event at or after that time makes it *live* (it joins the queue then). A cancel takes
+effect at ``ts + cancel_latency_ms``; until then
 the order keeps its queue place and **can still fill**. Requote tolerance: an unchanged price and size
 keeps the order; the same price with a *smaller* size is an in-place amend that keeps the queue place
 (as on Bybit and most venues, a size decrease keeps priority) and takes effect after
@@ -39,18 +44,12 @@ at our level is exactly the volume ahead of us plus the volume that arrived behi
 * A public trade of the opposite taker side (a BUY taker can only fill our asks) at **our price**
   first consumes the queue ahead; only the volume beyond it fills us. A trade at a price strictly
   **better than ours** (through our price) fills us up to its full volume: the taker swept our level.
-* Size *decreases* at our level that are not explained by trades (cancels) advance us with the
-  probability model ``queue_model``:
-
-  - ``conservative``: cancels never advance us (hftbacktest ``RiskAdverseQueueModel``); only the
-    clamp ``queue_ahead <= visible size`` applies;
-  - ``prob_linear``: ``p = back / (back + front)`` (``f(x) = x``);
-  - ``prob_power``: ``p = f(back) / (f(back) + f(front))`` with ``f(x) = x ** queue_power``
-    (hftbacktest ``PowerProbQueueFunc``).
-
-  With ``chg = prev - new - traded`` (trades at the level since the last book update are subtracted to
-  avoid counting them twice), ``p`` is the probability that the decrease happened *behind* us, and
-  ``front' = min(front - (1 - p) * chg + min(back - p * chg, 0), new)`` (hftbacktest ``ProbQueueModel``).
+* Size *decreases* at our level that are not explained by trades (cancels) move us as the injected
+  queue model says (:mod:`daemon.execution.models`): ``conservative`` (never advances us,
+  hftbacktest ``RiskAdverseQueueModel``), ``prob_linear`` / ``prob_power`` (a cancel happened behind
+  us with probability ``p = f(back) / (f(back) + f(front))``, ``f(x) = x ** power``, hftbacktest
+  ``ProbQueueModel``). The venue computes ``chg = prev - new - traded`` (trades at the level since
+  the last book update are subtracted to avoid counting them twice) and hands it to the model.
   A level that left the depth window (price beyond the worst visible level) keeps its estimate.
 * Fills happen only on trades (never on book moves alone): a quantity is whole lots,
   ``floor(volume beyond the queue)``. Partial fills are normal; an order is ``filled`` when its
@@ -60,20 +59,18 @@ at our level is exactly the volume ahead of us plus the volume that arrived behi
   replacement, share one trade's volume; the better-priced one first). A trade id seen before is
   ignored entirely (idempotent; counted in :attr:`PaperVenue.dup_trades`).
 
-Fees and funding
-----------------
-Maker fee in quote currency ``= price * qty * maker_fee`` (prices/sizes as floats of the instrument
-grid); a negative rate is a rebate (negative fee). Funding for perpetuals: the venue caches the
-ticker's ``fundingRate``, ``nextFundingTime`` (ms) and ``markPrice``; at the first event whose
-``ts_ms >= nextFundingTime`` it settles ``payment = position * mark * rate`` (position in base units,
-signed): longs pay when the rate is positive (``payment > 0`` = we paid). The position is the venue's
-own net fills (plus the ``position_lots`` it was restored with).
+Fees
+----
+The fee model prices each fill (:class:`~daemon.execution.models.MakerTakerFees`: maker fee in
+quote currency ``= price * qty * maker_fee``, prices/sizes as floats of the instrument grid; a
+negative rate is a rebate). Funding is the account's business, not the venue's
+(:meth:`daemon.paper.inventory.Inventory.on_ticker`).
 
 Deterministic ids
 -----------------
 Order ids are ``{prefix}{symbol}-{n}`` with a per-symbol counter (restorable with ``next_order_n``);
 ``fill_id = {order_id}:{trade_id}``; order-event ids ``{order_id}:{k}`` (``k`` counts that order's
-events); funding ids ``funding:{symbol}:{funding_time_ms}``. A replay of the same events gives the
+events). A replay of the same events gives the
 same records, so a ledger keyed on these ids is idempotent.
 """
 
@@ -82,57 +79,25 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-import msgspec
-
 from daemon.core.book import OrderBook
-from daemon.core.events import BUY, SELL, Fill, Quote, TickerUpdate, Trade
+from daemon.core.events import BUY, SELL, Fill, Quote, Trade
 from daemon.core.instrument import Instrument
+from daemon.execution.models import (
+    ConstantLatency,
+    FeeModel,
+    LatencyModel,
+    MakerTakerFees,
+    ProbQueue,
+    QueueModel,
+)
+from daemon.execution.protocol import OrderEvent
 
-QUEUE_MODELS = ("conservative", "prob_linear", "prob_power")
 _NEVER = float("inf")  # no scheduled order time
 
 # order status
 PENDING = "pending"
 LIVE = "live"
 DONE = "done"
-
-
-class OrderEvent(msgspec.Struct, gc=False):
-    """One order life-cycle record for the ledger.
-
-    ``kind``: ``placed`` (sent; live after the entry latency), ``live`` (joined the queue;
-    ``queue_ahead`` in lots), ``amended`` (size decreased in place), ``cancel_requested``,
-    ``cancelled`` (cancel took effect), ``filled`` (fully filled), ``rejected`` (``reason``:
-    ``post_only``, ``min_qty``, ``min_notional``, ``bad_price``). ``replaces`` names the order a
-    ``placed`` order replaces (and ``reason == "replaced"`` on the old order's cancel).
-    ``price`` ticks, ``qty``/``filled`` lots, ``ts_ms`` exchange ms (the effective time).
-    """
-
-    event_id: str
-    symbol: str
-    order_id: str
-    kind: str
-    side: int
-    price: int
-    qty: int
-    filled: int
-    ts_ms: int
-    reason: str = ""
-    replaces: str = ""
-    queue_ahead: float = 0.0
-
-
-class Funding(msgspec.Struct, gc=False):
-    """A funding settlement. ``payment`` in quote currency, positive = we paid. ``rate`` as a
-    fraction, ``mark`` in price units (quote per base), ``position_lots`` signed lots."""
-
-    funding_id: str
-    symbol: str
-    ts_ms: int
-    rate: float
-    mark: float
-    position_lots: int
-    payment: float
 
 
 class PaperOrder:
@@ -187,44 +152,34 @@ class PaperOrder:
 
 
 class PaperVenue:
-    """Queue-aware paper venue for one symbol. See the module docstring for the model.
+    """Queue-aware paper venue for one symbol (an :class:`~daemon.execution.protocol.ExecutionVenue`).
+    See the module docstring for the model.
 
-    ``maker_fee`` is a fraction (0.0002 = 2 bp); latencies in ms; ``queue_power`` is the exponent
-    of ``prob_power``. ``position_lots`` / ``next_order_n`` restore state after a restart.
-    ``trade_memory`` bounds the trade ids remembered for idempotence (the most recent ones; a
-    duplicate older than that many trades would not be recognised).
+    ``queue`` (default :class:`~daemon.execution.models.ProbQueue` with power 2), ``latency``
+    (default 20 ms entry and cancel) and ``fees`` (default 2 bp maker) are the injected models.
+    ``next_order_n`` restores the order counter after a restart. ``trade_memory`` bounds the trade
+    ids remembered for idempotence (the most recent ones; a duplicate older than that many trades
+    would not be recognised).
     """
 
     def __init__(
         self,
         instrument: Instrument,
         *,
-        entry_latency_ms: int = 20,
-        cancel_latency_ms: int = 20,
-        maker_fee: float = 0.0002,
-        queue_model: str = "prob_power",
-        queue_power: float = 2.0,
+        queue: QueueModel | None = None,
+        latency: LatencyModel | None = None,
+        fees: FeeModel | None = None,
         id_prefix: str = "",
         next_order_n: int = 1,
-        position_lots: int = 0,
         trade_memory: int = 20_000,
     ) -> None:
-        if queue_model not in QUEUE_MODELS:
-            raise ValueError(f"queue_model {queue_model!r}: allowed {QUEUE_MODELS}")
-        if entry_latency_ms < 0 or cancel_latency_ms < 0:
-            raise ValueError("latencies must be >= 0 ms")
-        if queue_power <= 0:
-            raise ValueError("queue_power must be > 0")
         self.instrument = instrument
         self.symbol = instrument.symbol
-        self.entry_latency_ms = entry_latency_ms
-        self.cancel_latency_ms = cancel_latency_ms
-        self.maker_fee = maker_fee
-        self.queue_model = queue_model
-        self.queue_power = 1.0 if queue_model == "prob_linear" else queue_power
+        self.queue = queue if queue is not None else ProbQueue(2.0)
+        self.latency = latency if latency is not None else ConstantLatency(20, 20)
+        self.fees = fees if fees is not None else MakerTakerFees()
         self.id_prefix = id_prefix
         self.next_order_n = next_order_n
-        self.position_lots = position_lots
         self._px = instrument.price.to_float
         self._qty = instrument.qty.to_float
         #: working order per side (the latest one we want), BUY/SELL -> order
@@ -239,15 +194,19 @@ class PaperVenue:
         self._trade_used: OrderedDict[str, int] = OrderedDict()
         self._trade_memory = trade_memory
         self._last_reject: dict[int, tuple] = {}
-        # funding cache
-        self.funding_rate: float | None = None
-        self.next_funding_ms: int | None = None
-        self.mark_price: float | None = None
-        self._settled_funding_ms = -1
         # counters (for metrics)
         self.dup_trades = 0
         self.rejected = 0
         self.fills = 0
+
+    def working_prices(self) -> tuple[int | None, int | None]:
+        """Prices (ticks) of the working bid and ask; None where a side has no order."""
+        b, a = self.working[BUY], self.working[SELL]
+        return (b.price if b is not None else None, a.price if a is not None else None)
+
+    def drain(self, ts_ms: int) -> list:
+        """Let every cancel requested at or before ``ts_ms`` land (``ts_ms`` + cancel latency)."""
+        return self.advance(self.latency.cancel_ms(ts_ms), None)
 
     # ------------------------------------------------------------------------------------------
     # quotes
@@ -296,7 +255,7 @@ class PaperVenue:
                     return
                 if self._check_rules(side, px, qty, ts, out):
                     cur.amend_qty = qty
-                    cur.amend_ms = ts + self.entry_latency_ms
+                    cur.amend_ms = self.latency.entry_ms(ts)
                     if cur.amend_ms < self._due_ms:
                         self._due_ms = cur.amend_ms
                 else:  # the smaller size is not allowed: do not leave the larger one working
@@ -316,7 +275,7 @@ class PaperVenue:
             replaces = cur.order_id
         oid = f"{self.id_prefix}{self.symbol}-{self.next_order_n}"
         self.next_order_n += 1
-        o = PaperOrder(oid, side, px, qty, ts + self.entry_latency_ms, replaces)
+        o = PaperOrder(oid, side, px, qty, self.latency.entry_ms(ts), replaces)
         self.working[side] = o
         self.orders.append(o)
         if o.live_ms < self._due_ms:
@@ -356,7 +315,7 @@ class PaperVenue:
     def _request_cancel(self, o: PaperOrder, ts: int, reason: str, out: list) -> None:
         if o.cancel_ms is not None or o.status == DONE:
             return
-        o.cancel_ms = ts + self.cancel_latency_ms
+        o.cancel_ms = self.latency.cancel_ms(ts)
         o.cancel_reason = reason
         if o.cancel_ms < self._due_ms:
             self._due_ms = o.cancel_ms
@@ -493,22 +452,9 @@ class PaperVenue:
         if new == 0 and _beyond_window(book, o.side, o.price):
             return  # level outside the visible window: keep the estimate
         o.level_qty = new
-        front = o.queue_ahead
         chg = prev - new - o.traded_at_level
         o.traded_at_level = 0.0
-        if chg <= 0 or self.queue_model == "conservative":
-            o.queue_ahead = min(front, float(new))
-            return
-        back = prev - front
-        if front <= 0:
-            o.queue_ahead = min(0.0, float(new))
-            return
-        n = self.queue_power
-        fb = back**n if back > 0 else 0.0
-        ff = front**n
-        p = fb / (fb + ff) if fb + ff > 0 else 1.0
-        est = front - (1.0 - p) * chg + min(back - p * chg, 0.0)
-        o.queue_ahead = max(0.0, min(est, float(new)))
+        o.queue_ahead = self.queue.after_depth_change(o.queue_ahead, prev, new, chg)
 
     def on_trade(self, trade: Trade, book: OrderBook | None = None) -> list:
         """One public trade (``trade.side`` = taker side). Returns fills and order records."""
@@ -566,52 +512,14 @@ class PaperVenue:
 
     def _fill(self, o: PaperOrder, q: int, trade: Trade, out: list) -> None:
         o.filled += q
-        self.position_lots += o.side * q
         self.fills += 1
-        fee = self._px(o.price) * self._qty(q) * self.maker_fee
+        fee = self.fees.maker_fee(self._px(o.price), self._qty(q))
         out.append(
             Fill(f"{o.order_id}:{trade.trade_id}", self.symbol, o.order_id, o.side, o.price, q, fee, trade.trade_id, trade.ts_ms)
         )
         if o.remaining <= 0:
             o.status = DONE
             self._emit(o, "filled", trade.ts_ms, out)
-
-    # ------------------------------------------------------------------------------------------
-    # funding
-    # ------------------------------------------------------------------------------------------
-
-    def on_ticker(self, ev: TickerUpdate) -> list:
-        """Merge a ticker snapshot/delta (missing key = unchanged) and settle funding when due.
-        Settlement happens first with the *cached* rate, i.e. the rate announced before the time."""
-        out: list = []
-        self.check_funding(ev.ts_ms, out)
-        d = ev.data
-        r = d.get("fundingRate")
-        if r not in (None, ""):
-            self.funding_rate = float(r)
-        n = d.get("nextFundingTime")
-        if n not in (None, ""):
-            self.next_funding_ms = int(n)
-        m = d.get("markPrice")
-        if m not in (None, ""):
-            self.mark_price = float(m)
-        return out
-
-    def check_funding(self, ts_ms: int, out: list | None = None) -> list:
-        """Settle funding if ``ts_ms`` reached the cached next funding time (once per time)."""
-        out = [] if out is None else out
-        nf = self.next_funding_ms
-        if nf is None or ts_ms < nf or nf <= self._settled_funding_ms:
-            return out
-        self._settled_funding_ms = nf
-        if self.funding_rate is None or self.mark_price is None:
-            return out
-        pos = self._qty(self.position_lots)
-        pay = pos * self.mark_price * self.funding_rate
-        out.append(
-            Funding(f"funding:{self.symbol}:{nf}", self.symbol, nf, self.funding_rate, self.mark_price, self.position_lots, pay)
-        )
-        return out
 
     # ------------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Inventory and PnL attribution (pure: a deterministic fold of fills, funding and mids).
+"""The account: inventory, funding and PnL attribution (pure: a deterministic fold of fills,
+tickers and mids). :class:`Inventory` is the **one owner of position**: the quoter and the risk gate
+read a symbol's position from it; venues only report fills.
 
 Units: positions in ``int`` lots (``Instrument.qty_step``), prices in ticks on input; every money
 amount is a ``float`` in **quote currency** (USDT for linear), every price in price units
@@ -18,6 +20,12 @@ Attribution::
     total     = spread + inventory - fees - funding
 
 ``fees`` are paid maker fees (negative = rebates), ``funding`` paid funding (negative = received).
+
+Funding (perpetuals, :meth:`Inventory.on_ticker`): the account caches each symbol's ticker
+``fundingRate``, ``nextFundingTime`` (ms) and ``markPrice``; at the first ticker whose
+``ts_ms >= nextFundingTime`` it settles ``payment = position * mark * rate`` (position in base
+units, signed; the rate announced before the time): longs pay when the rate is positive
+(``payment > 0`` = we paid). Funding ids are ``funding:{symbol}:{funding_time_ms}``.
 
 Markouts: each fill is marked out at horizons ``h`` (default 1 s, 5 s, 30 s) with the mid
 *prevailing* at ``fill_ts + h`` (the last mid with ``ts <= fill_ts + h``), computed as mids arrive:
@@ -70,6 +78,31 @@ class Markout(msgspec.Struct, gc=False):
     mid: float
     value: float
     pnl: float
+
+
+class Funding(msgspec.Struct, gc=False):
+    """A funding settlement. ``payment`` in quote currency, positive = we paid. ``rate`` as a
+    fraction, ``mark`` in price units (quote per base), ``position_lots`` signed lots."""
+
+    funding_id: str
+    symbol: str
+    ts_ms: int
+    rate: float
+    mark: float
+    position_lots: int
+    payment: float
+
+
+class _FundingCache:
+    """A symbol's latest ticker funding fields and the last funding time settled."""
+
+    __slots__ = ("rate", "next_ms", "mark", "settled_ms")
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        self.next_ms: int | None = None
+        self.mark: float | None = None
+        self.settled_ms = -1
 
 
 class Mark(msgspec.Struct, gc=False):
@@ -144,6 +177,7 @@ class Inventory:
         #: booked, recomputed when markouts are emitted)
         self._due_ms: dict[str, float] = {s: _NEVER for s in self.instruments}
         self._prev_mid: dict[str, float] = {}
+        self._funding: dict[str, _FundingCache] = {}
         self.duplicates = 0
         # equity path (total PnL over all symbols)
         self.peak = 0.0
@@ -239,8 +273,43 @@ class Inventory:
                 due_ms[f.symbol] = f.ts_ms + h
         self._touch(f.ts_ms)
 
-    def apply_funding(self, fnd) -> bool:
-        """Book a :class:`~daemon.paper.venue.Funding` (``payment`` > 0 = paid). False if seen."""
+    def on_ticker(self, symbol: str, data: dict, ts_ms: int) -> list[Funding]:
+        """A ticker snapshot or delta of ``symbol`` (Bybit's ``tickers`` data; a missing key means
+        unchanged) at exchange time ``ts_ms``. Settles funding first if it is due, with the
+        *cached* rate (the one announced before the funding time), then merges the new fields.
+        Returns the settlement to book (through :meth:`apply_funding`, like fills), if any."""
+        fc = self._funding.get(symbol)
+        if fc is None:
+            fc = self._funding[symbol] = _FundingCache()
+        out = self._settle_funding(symbol, fc, ts_ms)
+        r = data.get("fundingRate")
+        if r not in (None, ""):
+            fc.rate = float(r)
+        n = data.get("nextFundingTime")
+        if n not in (None, ""):
+            fc.next_ms = int(n)
+        m = data.get("markPrice")
+        if m not in (None, ""):
+            fc.mark = float(m)
+        return out
+
+    def _settle_funding(self, symbol: str, fc: _FundingCache, ts_ms: int) -> list[Funding]:
+        nf = fc.next_ms
+        if nf is None or ts_ms < nf or nf <= fc.settled_ms:
+            return []
+        fc.settled_ms = nf
+        if fc.rate is None or fc.mark is None:
+            return []
+        lots = self.books[symbol].position_lots
+        pay = self.instruments[symbol].qty.to_float(lots) * fc.mark * fc.rate
+        return [Funding(f"funding:{symbol}:{nf}", symbol, nf, fc.rate, fc.mark, lots, pay)]
+
+    def position_lots(self, symbol: str) -> int:
+        """Net position of ``symbol`` in lots (signed): the one figure the quoter and risk read."""
+        return self.books[symbol].position_lots
+
+    def apply_funding(self, fnd: Funding) -> bool:
+        """Book a :class:`Funding` (``payment`` > 0 = paid). False if seen."""
         if fnd.funding_id in self._seen:
             self.duplicates += 1
             return False

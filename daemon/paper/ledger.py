@@ -111,9 +111,9 @@ import msgspec
 
 from daemon.core.events import Fill
 from daemon.core.instrument import Instrument
-from daemon.core.risk import RiskEvent
-from daemon.paper.inventory import BookedFill, Inventory, Mark, Markout
-from daemon.paper.venue import Funding, OrderEvent
+from daemon.risk import RiskEvent
+from daemon.paper.inventory import BookedFill, Funding, Inventory, Mark, Markout
+from daemon.execution.protocol import OrderEvent
 
 APPLICATION_ID = 0x6D6D644C  # "mmdL"
 SCHEMA_VERSION = 1

@@ -1,15 +1,15 @@
-"""The strategy runtime: per-symbol features -> adverse classifier -> quoter -> risk gate -> paper
-venue -> inventory, and the ledger that journals every record (pure apart from the ledger's
-queue put; no clock).
+"""One symbol's strategy: features -> adverse classifier -> quoter -> risk gate -> execution venue,
+with the fills booked by the account (pure apart from the ledger's queue put; no clock).
 
 The :class:`~daemon.core.engine.Engine` owns books and sequencing; it hands each market event,
-after the book was updated, to the symbol's :class:`SymbolStrategy`:
+after the book was updated, to the symbol's :class:`SymbolStrategy` (built and wired by
+:class:`daemon.runtime.runtime.Runtime`, the composition root):
 
 * ``on_book`` (primary depth, book LIVE): features, venue queue updates, mid for markouts and
   marks, then one quote decision (the tick: features -> ``p_adverse`` -> calibration -> quoter ->
   :func:`~daemon.models.quoting.finalize` -> risk gate -> venue);
-* ``on_trade``: features, calibration, venue fills -> inventory -> ledger;
-* ``on_ticker``: funding rate / next funding time -> venue funding settlement;
+* ``on_trade``: features, calibration, venue fills -> account (inventory) -> ledger;
+* ``on_ticker``: funding rate / next funding time -> the account's funding settlement;
 * ``on_kline``: Garman-Klass;
 * ``on_book_lost``: cancel all paper orders (nothing quotes outside LIVE).
 
@@ -21,21 +21,20 @@ records only in the live journal.)
 
 from __future__ import annotations
 
-import hashlib
-import os
-from typing import Any
+from typing import TYPE_CHECKING
 
-from daemon.config import Settings
-from daemon.core.engine import Engine, SymbolCore
-from daemon.core.events import BUY, SELL, BookUpdate, Fill, Kline, Quote, TickerUpdate, Trade
-from daemon.core.risk import RiskEvent, RiskGate
+from daemon.core.engine import SymbolCore
+from daemon.core.events import BookUpdate, Kline, Quote, Trade
+from daemon.execution.protocol import ExecutionVenue
 from daemon.features.state import FeatureState
 from daemon.logging import get_logger
 from daemon.models.calibration import Calibrator
 from daemon.models.quoting import QuotingPipeline
-from daemon.paper.inventory import Inventory, Mark, MarkSampler
-from daemon.paper.ledger import Ledger, QuoteAudit
-from daemon.paper.venue import PaperVenue
+from daemon.paper.inventory import Mark, MarkSampler
+from daemon.paper.ledger import QuoteAudit
+
+if TYPE_CHECKING:
+    from daemon.runtime.runtime import Runtime
 
 log = get_logger("mmd.strategy")
 
@@ -43,7 +42,7 @@ log = get_logger("mmd.strategy")
 class SymbolStrategy:
     """Everything that decides and books for one symbol."""
 
-    def __init__(self, rt: "Runtime", sc: SymbolCore, *, next_order_n: int = 1, position_lots: int = 0) -> None:
+    def __init__(self, rt: "Runtime", sc: SymbolCore, venue: ExecutionVenue) -> None:
         s = rt.settings
         inst = sc.inst
         self.rt = rt
@@ -65,16 +64,7 @@ class SymbolStrategy:
         if rt.adverse is not None and self.pipe.adverse is not None and self.pipe.adverse.threshold is None:
             # No [adverse] threshold configured: the gate uses the model file's own threshold.
             self.pipe.adverse = self.pipe.adverse.model_copy(update={"threshold": rt.adverse.threshold})
-        self.venue = PaperVenue(
-            inst,
-            entry_latency_ms=s.venue.entry_latency_ms,
-            cancel_latency_ms=s.venue.cancel_latency_ms,
-            maker_fee=s.venue.maker_fee,
-            queue_model=s.venue.queue_model,
-            queue_power=s.venue.queue_power,
-            next_order_n=next_order_n,
-            position_lots=position_lots,
-        )
+        self.venue = venue
         self.marks = MarkSampler(s.ledger.mark_interval_ms)
         self.max_position_lots = max(1, int(s.risk.max_position / inst.qty.step_float + 1e-9))
         self.min_requote_ms = s.quoter.min_requote_ms
@@ -116,9 +106,9 @@ class SymbolStrategy:
         self._decide(ts)
         if self.marks.due(self.symbol, ts):
             rt.on_mark(self.symbol, mid)
-            w = self.venue.working
-            put([Mark(f"mark:{self.symbol}:{ts}", self.symbol, ts, mid, w[BUY].price if w[BUY] else None,
-                      w[SELL].price if w[SELL] else None, self.venue.position_lots, rt.pos)])
+            bid_px, ask_px = self.venue.working_prices()
+            put([Mark(f"mark:{self.symbol}:{ts}", self.symbol, ts, mid, bid_px, ask_px,
+                      rt.inventory.position_lots(self.symbol), rt.pos)])
 
     def on_trade(self, tr: Trade) -> None:
         rt = self.rt
@@ -136,7 +126,7 @@ class SymbolStrategy:
 
     def on_ticker(self, ticker: dict, ts_ms: int) -> None:
         self.rt.pos += 1
-        self.rt.put(self.venue.on_ticker(TickerUpdate(self.symbol, True, ticker, ts_ms, 0)))
+        self.rt.put(self.rt.inventory.on_ticker(self.symbol, ticker, ts_ms))
 
     def on_kline(self, k: Kline) -> None:
         self.rt.pos += 1
@@ -150,7 +140,7 @@ class SymbolStrategy:
         self.cancel_all(ts_ms, f"book not LIVE: {reason}")
 
     def cancel_all(self, ts_ms: int, reason: str) -> None:
-        if self.rt._stopped:
+        if self.rt.stopped:
             return
         self.rt.put(self.venue.cancel_all(ts_ms, reason, None))
         self.last_quote = None
@@ -167,6 +157,7 @@ class SymbolStrategy:
         venue = self.venue
         total_pnl, drawdown, daily_pnl = inv.pnl_path()
         notional = inv.notional(sym)
+        position_lots = inv.position_lots(sym)
         d = gate.check_symbol(
             ts, sym, book.live, ts - book.ts_ms, inv.position_base(sym), notional,
             total_pnl, drawdown, daily_pnl, rt.errors_total(), rt.ledger_problem(),
@@ -188,11 +179,11 @@ class SymbolStrategy:
         cal = calib.on_timer(ts)
         q = self.pipe.step(
             ts_ms=ts, best_bid_ticks=book.best_bid, best_ask_ticks=book.best_ask,
-            position_lots=venue.position_lots, calibration=cal, ofi=f.ofi, imbalance=f.imbalance_top,
+            position_lots=position_lots, calibration=cal, ofi=f.ofi, imbalance=f.imbalance_top,
             vpin=f.vpin, p_adverse_bid=self.p_bid, p_adverse_ask=self.p_ask,
         )
         self.decisions += 1
-        q = gate.filter_quote(q, d, venue.position_lots, self.max_position_lots)
+        q = gate.filter_quote(q, d, position_lots, self.max_position_lots)
         self.pulled = q.reason
         if self.audit_every and self.decisions % self.audit_every == 0:
             rec = self.pipe.audit(f.as_dict())
@@ -212,281 +203,3 @@ class SymbolStrategy:
         rt.put(venue.on_quote(q, book))
 
 
-class Runtime:
-    """All symbols' strategies plus the shared inventory, risk gate and ledger."""
-
-    def __init__(self, settings: Settings, engine: Engine, ledger: Ledger | None, mode: str) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.ledger = ledger
-        self.mode = mode
-        self.inventory = Inventory(engine.instruments)
-        self.gate = RiskGate.from_config(settings.risk)
-        self.adverse = self._load_adverse()
-        self.pos = 0
-        self.quoted = False
-        self.errors_total = lambda: 0
-        self.strategies: dict[str, SymbolStrategy] = {}
-        from daemon.models.inventory import HedgeRatios
-
-        #: cross-symbol hedge ratios (``[inventory] hedge_symbols``), sampled on the mark clock
-        self.hedge = HedgeRatios.from_config(settings.inventory)
-        self._mark_mids: dict[str, float] = {}
-        self.records = 0
-        self._stopped = False
-
-    # -- construction ----------------------------------------------------------------------------
-
-    @classmethod
-    def live(cls, settings: Settings, engine: Engine, *, ledger_path: str, resume: bool = False) -> "Runtime":
-        run_id = settings.ledger.run_id or "live"
-        led = Ledger.open(ledger_path, run_id, "live", meta={"config_hash": settings.config_hash()},
-                          instruments=engine.instruments, batch_max=settings.ledger.batch_max,
-                          flush_interval_ms=settings.ledger.flush_interval_ms)
-        st = led.restore()
-        rt = cls(settings, engine, led, "live")
-        rt.inventory = st.inventory if st.inventory.books else rt.inventory
-        for sym in engine.instruments:
-            if sym not in rt.inventory.books:
-                rt.inventory.add_instrument(engine.instruments[sym])
-        if st.risk_tripped:
-            rt.gate.restore(True, st.risk_reason, st.risk_since_ms)
-            log.warning("risk_gate_restored", reason=st.risk_reason, since_ms=st.risk_since_ms,
-                        hint="resume with `mmd resume LEDGER` or start with --resume")
-        rt._attach(next_order_n=st.next_order_n,
-                   positions={s: b.position_lots for s, b in rt.inventory.books.items()})
-        for sym, b in rt.inventory.books.items():
-            if b.position_lots:
-                log.info("position_restored", symbol=sym, position_lots=b.position_lots)
-        if resume and rt.gate.tripped:
-            rt._resume("--resume flag")
-        return rt
-
-    @classmethod
-    def replay(cls, settings: Settings, engine: Engine, *, ledger_path: str | None, run_id: str = "replay",
-               resume: bool = False) -> "Runtime":
-        """A replay journals under ``run_id``. An interrupted replay re-run with the same run id
-        regenerates the same records from fresh state; committed ones are ignored by id."""
-        led = None
-        if ledger_path:
-            led = Ledger.open(ledger_path, run_id, "replay", meta={"config_hash": settings.config_hash()},
-                              instruments=engine.instruments, batch_max=settings.ledger.batch_max,
-                              flush_interval_ms=settings.ledger.flush_interval_ms)
-        rt = cls(settings, engine, led, "replay")
-        rt._attach(next_order_n={}, positions={})
-        return rt
-
-    def _attach(self, next_order_n: dict[str, int], positions: dict[str, int]) -> None:
-        for sym, sc in self.engine.symbols.items():
-            st = SymbolStrategy(self, sc, next_order_n=next_order_n.get(sym, 1), position_lots=positions.get(sym, 0))
-            sc.strategy = st
-            self.strategies[sym] = st
-
-    def make_quoter(self):
-        from daemon.models.factory import make_quoter
-
-        return make_quoter(self.settings)
-
-    def _load_adverse(self):
-        path = self.settings.adverse.model_path
-        if not path:
-            return None
-        from daemon.models.adverse import AdverseModel
-
-        model = AdverseModel.load(path)
-        if self.settings.adverse.threshold is not None:
-            model.threshold = self.settings.adverse.threshold
-        log.info("adverse_model_loaded", path=path, features=model.feature_names, threshold=model.threshold)
-        return model
-
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def put(self, recs: list) -> None:
-        if not recs:
-            return
-        led = self.ledger
-        inv = self.inventory
-        for r in recs:
-            t = type(r)
-            if t is Fill:
-                booked = inv.apply_fill(r)
-                if booked is None:
-                    continue
-                st = self.strategies.get(r.symbol)
-                if st is not None:
-                    st.fills += 1
-                    if r.side == BUY:
-                        st.fills_buy += 1
-                    st.volume_lots += r.qty
-                r = booked
-            elif t.__name__ == "Funding":
-                if not inv.apply_funding(r):
-                    continue
-            self.records += 1
-            if led is not None:
-                led.append(r)
-        if led is not None and self.mode == "replay" and led.backlog > 16 * self.settings.ledger.batch_max:
-            led.flush(60)  # replay backpressure: results must not depend on writer timing
-
-    def on_mark(self, symbol: str, mid: float) -> None:
-        """A symbol's mark (every ``mark_interval_ms`` of market time): sample the hedge ratios
-        once per reference mark, with the latest mid of every symbol."""
-        self._mark_mids[symbol] = mid
-        if self.hedge is not None and symbol == self.hedge.reference:
-            self.hedge.on_mids(self._mark_mids)
-
-    def hedge_suggestion(self) -> float | None:
-        """Suggested hedge ``q_hedge = -sum beta_i * q_i`` in reference base units (None if off)."""
-        if self.hedge is None:
-            return None
-        positions = {s: self.inventory.position_base(s) for s in self.strategies}
-        return self.hedge.hedge_qty(positions, self._mark_mids)
-
-    def ledger_problem(self) -> str | None:
-        if self.ledger is None or self.mode == "replay":
-            return None
-        return self.ledger.problem
-
-    def ledger_writable(self) -> bool:
-        return self.ledger is None or self.ledger.healthy
-
-    def on_risk_events(self, events: list) -> None:
-        self.put(events)
-        for e in events:
-            if isinstance(e, RiskEvent):
-                log.warning("risk_gate", kind=e.kind, check=e.check, symbol=e.symbol, value=e.value, limit=e.limit,
-                            detail=e.detail)
-
-    def _resume(self, source: str) -> None:
-        ev = self.gate.resume(self.engine.now_ms, source, self.inventory.total_pnl())
-        if ev is not None:
-            self.on_risk_events([ev])
-
-    def on_action(self, act: Any) -> None:
-        """Actions the engine produced that are not the shell's (none today)."""
-
-    def quoted_since_check(self) -> bool:
-        q = self.quoted
-        self.quoted = False
-        return q
-
-    def poll(self) -> None:
-        """Live housekeeping from the shell's timer: honour `mmd resume` written to the ledger."""
-        if self.ledger is None:
-            return
-        for req in self.ledger.poll_resumes():
-            log.info("resume_requested", reason=getattr(req, "reason", ""))
-            self._resume("mmd resume")
-
-    def stop(self, reason: str) -> None:
-        """Cancel every paper order (journalled)."""
-        if self._stopped:
-            return
-        ts = self.engine.now_ms
-        for st in self.strategies.values():
-            st.cancel_all(ts, reason)
-            # Let the cancels land (market time + cancel latency) so the journal ends with no open
-            # orders; deterministic, so live and replay journals still match.
-            self.put(st.venue.advance(ts + self.settings.venue.cancel_latency_ms, None))
-        self._stopped = True
-
-    def close(self) -> None:
-        if self.ledger is not None:
-            ok = self.ledger.close()
-            log.info("ledger_closed", path=self.ledger.path, durable=ok, records=self.records)
-
-    # -- reporting -------------------------------------------------------------------------------
-
-    def symbol_status(self, sym: str) -> dict[str, Any]:
-        st = self.strategies[sym]
-        inst = st.sc.inst
-        q = st.last_quote
-        pnl = self.inventory.pnl(sym)
-        return {
-            "quote_bid": inst.price.to_str(q.bid_px) if q is not None and q.bid_px is not None else None,
-            "quote_ask": inst.price.to_str(q.ask_px) if q is not None and q.ask_px is not None else None,
-            "position": self.inventory.position_base(sym),
-            "fills": st.fills,
-            "pnl_total": pnl.total,
-            "p_adverse_bid": st.p_bid,
-            "p_adverse_ask": st.p_ask,
-            "risk": self.gate.reason if self.gate.tripped else "",
-            **({"q_hedge": self.hedge_suggestion(), "beta": self.hedge.beta(sym)} if self.hedge is not None else {}),
-        }
-
-    def symbol_summary(self, sym: str) -> dict[str, Any]:
-        st = self.strategies[sym]
-        pnl = self.inventory.pnl(sym)
-        return {
-            "fills": st.fills,
-            "volume": st.volume_lots * st.sc.inst.qty.step_float,
-            "position": self.inventory.position_base(sym),
-            "pnl": {"spread": pnl.spread, "inventory": pnl.inventory, "fees": pnl.fees, "funding": pnl.funding,
-                    "total": pnl.total},
-            "decisions": st.decisions,
-            "quotes": st.quotes_sent,
-        }
-
-    def export_metrics(self, metrics: Any) -> None:
-        for sym, st in self.strategies.items():
-            sm = metrics.symbol(sym)
-            sm.set_position(self.inventory.position_base(sym))
-            p = self.inventory.pnl(sym)
-            sm.set_pnl(p.spread, p.inventory, p.fees, p.funding, p.total)
-            sm.set_p_adverse(st.p_bid, st.p_ask)
-        metrics.set_risk(self.gate.tripped, self.gate.reason)
-        if self.ledger is not None:
-            metrics.set_ledger(self.ledger.backlog, 0.0)
-
-
-def replay_run_id(paths: list, settings: Settings) -> str:
-    """Deterministic run id of a replay: the recordings (names and sizes) and the config sections
-    that shape the journal, so a re-run of the same replay continues (and dedups into) the same
-    journal whatever its logging, ports or ledger batching."""
-    import json
-
-    # Only what changes the journal: not ops (logging, ports), ledger path/batching, or endpoints.
-    d = settings.model_dump(mode="json")
-    keep = {k: d[k] for k in ("features", "quoter", "calibration", "inventory", "adverse", "venue", "risk")}
-    keep["market"] = {"symbols": d["market"]["symbols"], "depth": d["market"]["depth"]}
-    keep["mark_interval_ms"] = d["ledger"]["mark_interval_ms"]
-    h = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
-    for p in paths:
-        h.update(os.path.basename(str(p)).encode())
-        try:
-            h.update(str(os.path.getsize(p)).encode())
-        except OSError:
-            pass
-    return "replay-" + h.hexdigest()[:12]
-
-
-def bench_pipeline(settings: Settings | None = None):
-    """A fresh whole-tick pipeline for ``bench/``: ``step(frame_bytes)`` runs parse -> book ->
-    features -> adverse classifier -> quoter -> risk gate -> paper venue -> inventory (no ledger
-    I/O: records are built and dropped). Uses the bundled adverse model."""
-    from daemon.bybit.messages import FrameError, FrameParser
-    from daemon.config import load_settings
-    from daemon.core.instrument import btcusdt_linear
-    from daemon.recording import bundled_adverse_model
-
-    s = settings or load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model())}})
-    inst = {"BTCUSDT": btcusdt_linear()}
-    engine = Engine(inst, s.market.depth)
-    rt = Runtime.replay(s, engine, ledger_path=None)
-    parser = FrameParser(inst)
-    rt.errors_total = lambda: sum(parser.errors.values())
-    parse = parser.parse
-    on_events = engine.on_events
-
-    def step(frame: bytes) -> None:
-        try:
-            out = parse(frame, 0)
-        except FrameError:
-            return
-        if type(out) is list:
-            on_events(out)
-            if engine.out:
-                engine.out.clear()
-
-    step.runtime = rt  # type: ignore[attr-defined]
-    return step

@@ -1,5 +1,5 @@
 """A quoting environment on real market data: a recording replayed through the real
-:class:`~daemon.core.book.OrderBook` and the queue-aware :class:`~daemon.paper.venue.PaperVenue`.
+:class:`~daemon.core.book.OrderBook` and the queue-aware :class:`~daemon.execution.paper.PaperVenue`.
 
 Pure and deterministic: the recording is parsed once (``orderbook.{depth}`` book updates and public
 trades, in recorded order; frames that fail to parse are counted in :attr:`ReplayQuotingEnv.bad_frames`
@@ -35,7 +35,7 @@ import numpy as np
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Fill, Quote, Trade
 from daemon.models.spread_nn import FEATURES, SpreadFeatures
-from daemon.paper.venue import PaperVenue
+from daemon.execution.paper import PaperVenue
 
 _I_RV = FEATURES.index("realized_vol_ticks")
 _I_OFI = FEATURES.index("signed_volume_frac")
@@ -54,7 +54,7 @@ class Observation:
 
 
 class ReplayQuotingEnv:
-    """See module docstring. ``venue_kwargs`` go to :class:`PaperVenue` (latencies, fee, queue model)."""
+    """See module docstring. ``venue_kwargs`` go to :class:`PaperVenue` (its ``queue``, ``latency`` and ``fees`` models)."""
 
     def __init__(self, path: str | Path, symbol: str = "BTCUSDT", depth: int = 50, decision_ms: int = 1000,
                  order_lots: int = 1, gamma_inv: float = 0.0, sigma_floor: float = 1e-6, **venue_kwargs) -> None:
@@ -95,6 +95,8 @@ class ReplayQuotingEnv:
         self.venue = PaperVenue(self.instrument, **self.venue_kwargs)
         self.features = SpreadFeatures()
         self.cash = 0.0
+        #: the episode's account: net position in lots (the venue reports fills, holds no position)
+        self.position_lots = 0
         self.fills: list[Fill] = []
         self.i = 0
         self.ep_start = self.start_ms if start_ms is None else int(start_ms)
@@ -136,6 +138,7 @@ class ReplayQuotingEnv:
         for r in recs:
             if isinstance(r, Fill):
                 self.fills.append(r)
+                self.position_lots += r.side * r.qty
                 self.cash -= r.side * px(r.price) * qty(r.qty) + r.fee
 
     def _mid(self) -> float:
@@ -143,11 +146,11 @@ class ReplayQuotingEnv:
         return 0.5 * (px(self.book.best_bid) + px(self.book.best_ask))
 
     def _mtm(self) -> float:
-        return self.cash + self.instrument.qty.to_float(self.venue.position_lots) * self._mid()
+        return self.cash + self.instrument.qty.to_float(self.position_lots) * self._mid()
 
     @property
     def q(self) -> float:
-        return self.venue.position_lots / self.order_lots
+        return self.position_lots / self.order_lots
 
     def _obs(self) -> Observation:
         v = self.features.vector(self.t)
