@@ -203,6 +203,11 @@ class VenueConfig(_Section):
     maker_fee: float = Field(0.0002, ge=-0.01, le=0.01)
     queue_model: Literal["conservative", "prob_linear", "prob_power"] = "prob_power"
     queue_power: float = Field(2.0, gt=0)
+    #: feed latency between the exchange stamping an event and the quote decided on it (ms):
+    #: ``zero`` (act at exchange time: replay/backtest default), ``constant`` (feed_latency_ms),
+    #: ``recorded`` (each event's recv - ts less the estimated clock offset, plus feed_latency_ms)
+    feed_latency: Literal["zero", "constant", "recorded"] = "zero"
+    feed_latency_ms: int = Field(0, ge=0)
 
 
 class LedgerConfig(_Section):

@@ -32,6 +32,7 @@ def run(events, model, entry, cancel):
     v = PaperVenue(INS, latency=ConstantLatency(entry, cancel), fees=MakerTakerFees(0.0), queue=queue_model(model))
     out = []
     trades = {}
+    tops = {}  # book u -> (best bid, best ask) after the update
     t = 0
     u = 1
     last_trade = None
@@ -40,8 +41,14 @@ def run(events, model, entry, cancel):
         if kind == "book":
             mid += a
             u += 1
+            out += v.before_book(t, book)  # the engine's protocol: due orders reach the old book
             book.apply(BookUpdate(SYM, 50, True, [(mid - 1, b)], [(mid + 1, c)], u, u, t, 0, 0))
             out += v.on_book(book)
+            tops[u] = (book.best_bid, book.best_ask)
+            for o in v.open_orders():  # nothing rests crossed once the venue saw the update
+                if o.status == "live":
+                    assert not (o.side == BUY and book.best_ask is not None and book.best_ask <= o.price)
+                    assert not (o.side == SELL and book.best_bid is not None and book.best_bid >= o.price)
         elif kind == "trade":
             px = mid + b
             tr = Trade(SYM, a, px, c, f"t{i}", i, t, 0)
@@ -55,6 +62,7 @@ def run(events, model, entry, cancel):
             ask = mid + 1 - a if c else None
             out += v.on_quote(Quote(SYM, bid, b, ask, c, t), book)
     out += v.advance(t + 1000, book)
+    trades["tops"] = tops
     return v, out, trades
 
 
@@ -78,11 +86,15 @@ def test_venue_invariants(events, model, entry, cancel):
             if r.kind == "placed":
                 placed[r.order_id] = r
     for f in fills:
-        t = trades[f.trade_id]
-        assert t.side == -f.side  # only the opposite taker side
-        assert (t.price <= f.price) if f.side == BUY else (t.price >= f.price)
-        used[f.trade_id] += f.qty
         per_order[f.order_id] += f.qty
+        if f.trade_id.startswith("book:"):  # executed by the book reaching our price
+            bb, ba = trades["tops"][int(f.trade_id[5:])]
+            assert (ba <= f.price) if f.side == BUY else (bb >= f.price)
+        else:
+            t = trades[f.trade_id]
+            assert t.side == -f.side  # only the opposite taker side
+            assert (t.price <= f.price) if f.side == BUY else (t.price >= f.price)
+            used[f.trade_id] += f.qty
         assert life[f.order_id]["live"] <= f.ts_ms  # never before the order is live
         if "cancelled" in life[f.order_id]:
             assert f.ts_ms <= life[f.order_id]["cancelled"]

@@ -44,7 +44,8 @@ _BAD = (Applied.GAP, Applied.CROSSED, Applied.SEQ_BACK)
 
 class SymbolCore:
     """All per-symbol state. ``strategy`` (optional) receives the market events after the book
-    has been updated; see :class:`daemon.runtime.strategy.SymbolStrategy`."""
+    has been updated, and ``before_book(ts_ms)`` just before a LIVE book applies an update; see
+    :class:`daemon.runtime.strategy.SymbolStrategy`."""
 
     def __init__(self, inst: Instrument, depth: int, kline_keep: int = 300) -> None:
         self.inst = inst
@@ -113,6 +114,10 @@ class Engine:
             self.now_ms = ev.ts_ms
         book = sc.book
         before = book.state
+        if sc.strategy is not None and before == BookState.LIVE:
+            # time passes on the book as it was: orders that reached the venue before this update
+            # join the queue they arrived at (their post-only check too), not the updated one
+            sc.strategy.before_book(ev.ts_ms)
         r = book.apply(ev)
         if r in _BAD:
             self.counts["resync"] += 1

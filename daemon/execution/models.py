@@ -132,3 +132,79 @@ class MakerTakerFees:
 
     def taker_fee(self, price: float, qty: float) -> float:
         return price * qty * self.taker
+
+
+class FeedLatency(Protocol):
+    """How long after the exchange stamped an event the strategy acted on it (ms): a decision on
+    data stamped ``ts_ms`` reaches the venue this much later, plus the order latency. Live, this
+    is the real feed latency; replay and backtest model it."""
+
+    def delay_ms(self, ts_ms: int, recv_ns: int) -> int:
+        """Feed latency of the event stamped ``ts_ms`` (exchange ms) received at ``recv_ns``
+        (local ns; 0 = unknown)."""
+        ...
+
+
+class ZeroFeed:
+    """Decisions act at the data's exchange time (no feed latency): the default for replay and
+    backtest, so that results depend only on the recording's content and compare with peers that
+    replay exchange time. It flatters: live, quotes go out one feed latency later."""
+
+    name = "zero"
+
+    def delay_ms(self, ts_ms: int, recv_ns: int) -> int:
+        return 0
+
+
+class ConstantFeed:
+    """A fixed feed latency (ms)."""
+
+    name = "constant"
+
+    def __init__(self, ms: int) -> None:
+        if ms < 0:
+            raise ValueError("feed latency must be >= 0 ms")
+        self.ms = int(ms)
+
+    def delay_ms(self, ts_ms: int, recv_ns: int) -> int:
+        return self.ms
+
+
+class RecordedFeed:
+    """The feed latency as recorded (hftbacktest's ``local_ts``): ``recv - ts`` of each event, less
+    the clock offset between the recording machine and the exchange, estimated as the running
+    minimum of ``recv - ts`` (so the fastest event seen so far counts as ``base_ms``). What remains
+    is the recorded jitter (bursts, slow consumers) on top of ``base_ms``, the one-way latency the
+    offset estimate cannot see. Events without a receive stamp get ``base_ms``."""
+
+    name = "recorded"
+
+    def __init__(self, base_ms: int = 0) -> None:
+        if base_ms < 0:
+            raise ValueError("feed base latency must be >= 0 ms")
+        self.base_ms = int(base_ms)
+        self._offset_ms: float | None = None
+
+    def delay_ms(self, ts_ms: int, recv_ns: int) -> int:
+        if recv_ns <= 0:
+            return self.base_ms
+        d = recv_ns / 1e6 - ts_ms
+        off = self._offset_ms
+        if off is None or d < off:
+            self._offset_ms = off = d
+        return self.base_ms + int(d - off)
+
+
+FEED_LATENCIES = ("zero", "constant", "recorded")
+
+
+def feed_latency(name: str, ms: int = 0) -> FeedLatency:
+    """The feed-latency model a config names (:data:`FEED_LATENCIES`); ``ms`` is ``constant``'s
+    latency and ``recorded``'s base."""
+    if name == "zero":
+        return ZeroFeed()
+    if name == "constant":
+        return ConstantFeed(ms)
+    if name == "recorded":
+        return RecordedFeed(ms)
+    raise ValueError(f"feed_latency {name!r}: allowed {FEED_LATENCIES}")

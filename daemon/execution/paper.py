@@ -38,26 +38,48 @@ non-positive price, are rejected at placement.
 Queue position (hftbacktest's queue models, nkaz001/hftbacktest ``models/queue.rs``)
 ------------------------------------------------------------------------------------
 On arrival the order joins behind the visible size at its price (``queue_ahead = size_at(price)``;
-0 when it improves the best price). Our paper order is *not* in the public book, so the visible size
-at our level is exactly the volume ahead of us plus the volume that arrived behind us.
+0 when it improves the best price) in the book *as it was when the order arrived*: the engine calls
+:meth:`PaperVenue.before_book` before it applies an update, so an order due at t=30 never queues
+behind (or is post-only-checked against) volume of an update stamped t=40. Our paper order is *not*
+in the public book, so the visible size at our level is exactly the volume ahead of us plus the
+volume that arrived behind us.
 
 * A public trade of the opposite taker side (a BUY taker can only fill our asks) at **our price**
-  first consumes the queue ahead; only the volume beyond it fills us. A trade at a price strictly
-  **better than ours** (through our price) fills us up to its full volume: the taker swept our level.
+  first consumes the queue ahead; the volume beyond it fills us, in whole lots rounded half away
+  from zero like hftbacktest's prob queue models (``round(traded - ahead)``). A trade at a price
+  strictly **better than ours** (through our price) fills us up to its full volume: the taker swept
+  our level.
+* **The book moving through us executes us.** When, after an update, the opposite best price is at
+  or through our resting price (best ask <= our bid, best bid >= our ask), the remaining size fills
+  at our price on that update, print or no print (hftbacktest fills on the best-price update; a
+  book cannot move past a resting order without executing it). The fill's ``trade_id`` is
+  ``book:{u}`` (the update's ``u``).
 * Size *decreases* at our level that are not explained by trades (cancels) move us as the injected
   queue model says (:mod:`daemon.execution.models`): ``conservative`` (never advances us,
   hftbacktest ``RiskAdverseQueueModel``), ``prob_linear`` / ``prob_power`` (a cancel happened behind
   us with probability ``p = f(back) / (f(back) + f(front))``, ``f(x) = x ** power``, hftbacktest
-  ``ProbQueueModel``). The venue computes ``chg = prev - new - traded`` (trades at the level since
-  the last book update are subtracted to avoid counting them twice) and hands it to the model.
+  ``ProbQueueModel``). The venue computes ``chg = prev - new - traded`` where ``traded`` is the
+  volume printed at our price since the level last *changed* (an update elsewhere in the book keeps
+  it, so a print is never counted again as a cancel), hands it to the model, and resets ``traded``.
   A level that left the depth window (price beyond the worst visible level) keeps its estimate.
-* Fills happen only on trades (never on book moves alone): a quantity is whole lots,
-  ``floor(volume beyond the queue)``. Partial fills are normal; an order is ``filled`` when its
-  remaining size reaches 0.
+* Partial fills are normal; an order is ``filled`` when its remaining size reaches 0.
 * One public trade's volume fills us at most once in total: the venue tracks the volume of each
   trade id already given to our orders (two of our orders, e.g. an old one pending cancel and its
   replacement, share one trade's volume; the better-priced one first). A trade id seen before is
   ignored entirely (idempotent; counted in :attr:`PaperVenue.dup_trades`).
+
+Where it still differs from hftbacktest by design: fills are partial (hftbacktest's
+``partial_fill_exchange`` aborts on an exactly-filled order, so its reference runs use
+``no_partial_fill_exchange``, which fills the whole order at once; with 1-lot orders the two agree),
+one print's volume is shared among our orders rather than given to each, and there is no response
+leg (records are stamped when the venue acts).
+
+Feed latency
+------------
+``on_quote`` / ``cancel_all`` take ``delay_ms``, the feed latency of the data the decision was
+taken on (:class:`~daemon.execution.models.FeedLatency`: ``zero`` by default, ``constant``,
+``recorded``): a request reaches the venue ``delay_ms`` + its latency after the data's exchange
+time.
 
 Fees
 ----
@@ -194,6 +216,8 @@ class PaperVenue:
         self._trade_used: OrderedDict[str, int] = OrderedDict()
         self._trade_memory = trade_memory
         self._last_reject: dict[int, tuple] = {}
+        #: feed latency (ms) of the request being handled: set by on_quote / cancel_all
+        self._delay = 0
         # counters (for metrics)
         self.dup_trades = 0
         self.rejected = 0
@@ -204,17 +228,29 @@ class PaperVenue:
         b, a = self.working[BUY], self.working[SELL]
         return (b.price if b is not None else None, a.price if a is not None else None)
 
+    def before_book(self, ts_ms: int, book: OrderBook | None) -> list:
+        """Time passed to ``ts_ms`` on ``book`` as it is *before* the update stamped ``ts_ms`` is
+        applied: orders that reached the venue by then join the queue (and face the post-only
+        check) of the book they arrived at, not of a later one."""
+        out: list = []
+        self._advance(ts_ms, book, out)
+        return out
+
     def drain(self, ts_ms: int) -> list:
         """Let every cancel requested at or before ``ts_ms`` land (``ts_ms`` + cancel latency)."""
-        return self.advance(self.latency.cancel_ms(ts_ms), None)
+        return self.advance(self.latency.cancel_ms(ts_ms) + self._delay, None)
 
     # ------------------------------------------------------------------------------------------
     # quotes
     # ------------------------------------------------------------------------------------------
 
-    def on_quote(self, quote: Quote, book: OrderBook | None = None) -> list:
-        """Apply the desired quote at ``quote.ts_ms``. Returns ledger records."""
+    def on_quote(self, quote: Quote, book: OrderBook | None = None, delay_ms: int = 0) -> list:
+        """Apply the desired quote, decided on data stamped ``quote.ts_ms``. ``delay_ms`` is the
+        feed latency (the decision was taken that much later than the data's exchange time, see
+        :mod:`daemon.execution.models`): requests reach the venue ``delay_ms`` + their latency
+        after ``quote.ts_ms``. Returns ledger records."""
         ts = quote.ts_ms
+        self._delay = delay_ms
         out: list = []
         self._advance(ts, book, out)
         self._set_side(BUY, quote.bid_px, quote.bid_qty, ts, out)
@@ -223,8 +259,11 @@ class PaperVenue:
             self._advance(ts, book, out)  # zero latency: new orders go live now
         return out
 
-    def cancel_all(self, ts_ms: int, reason: str = "cancel_all", book: OrderBook | None = None) -> list:
-        """Cancel every open order (effective after ``cancel_latency_ms``). Returns records."""
+    def cancel_all(self, ts_ms: int, reason: str = "cancel_all", book: OrderBook | None = None,
+                   delay_ms: int = 0) -> list:
+        """Cancel every open order (effective ``delay_ms`` + the cancel latency after ``ts_ms``).
+        Returns records."""
+        self._delay = delay_ms
         out: list = []
         self._advance(ts_ms, book, out)
         for side in (BUY, SELL):
@@ -255,7 +294,7 @@ class PaperVenue:
                     return
                 if self._check_rules(side, px, qty, ts, out):
                     cur.amend_qty = qty
-                    cur.amend_ms = self.latency.entry_ms(ts)
+                    cur.amend_ms = self.latency.entry_ms(ts) + self._delay
                     if cur.amend_ms < self._due_ms:
                         self._due_ms = cur.amend_ms
                 else:  # the smaller size is not allowed: do not leave the larger one working
@@ -275,7 +314,7 @@ class PaperVenue:
             replaces = cur.order_id
         oid = f"{self.id_prefix}{self.symbol}-{self.next_order_n}"
         self.next_order_n += 1
-        o = PaperOrder(oid, side, px, qty, self.latency.entry_ms(ts), replaces)
+        o = PaperOrder(oid, side, px, qty, self.latency.entry_ms(ts) + self._delay, replaces)
         self.working[side] = o
         self.orders.append(o)
         if o.live_ms < self._due_ms:
@@ -315,7 +354,7 @@ class PaperVenue:
     def _request_cancel(self, o: PaperOrder, ts: int, reason: str, out: list) -> None:
         if o.cancel_ms is not None or o.status == DONE:
             return
-        o.cancel_ms = self.latency.cancel_ms(ts)
+        o.cancel_ms = self.latency.cancel_ms(ts) + self._delay
         o.cancel_reason = reason
         if o.cancel_ms < self._due_ms:
             self._due_ms = o.cancel_ms
@@ -439,16 +478,31 @@ class PaperVenue:
         self._advance(ts, book, out)
         if not book.live:
             return out  # sizes of a book that is not LIVE say nothing about our queue
+        bb, ba = book.best_bid, book.best_ask
+        crossed = False
         for o in self.orders:
-            if o.status == LIVE:
+            if o.status != LIVE:
+                continue
+            if (ba is not None and o.side == BUY and ba <= o.price) or (bb is not None and o.side == SELL and bb >= o.price):
+                # the opposite side reached our price: the book cannot have moved past a resting
+                # order without executing it, print or no print (hftbacktest fills on the
+                # best-price update). All that is left fills, at our price, as a maker.
+                self._fill(o, o.remaining, f"book:{book.last_u}", ts, out)
+                crossed = True
+            else:
                 self._depth(o, book)
+        if crossed:
+            self._drop_done()
         return out
 
     def _depth(self, o: PaperOrder, book: OrderBook) -> None:
         new = book.size_at(o.side, o.price)
         prev = o.level_qty
-        if new == prev and o.traded_at_level == 0.0:
-            return  # nothing changed (tested first: it also covers a level outside the window)
+        if new == prev:
+            # nothing changed at our price (tested first: it also covers a level outside the
+            # window). Prints at our level since the last change stay in traded_at_level until a
+            # change at this price shows them, so they are never counted again as cancels.
+            return
         if new == 0 and _beyond_window(book, o.side, o.price):
             return  # level outside the visible window: keep the estimate
         o.level_qty = new
@@ -495,14 +549,16 @@ class PaperVenue:
                 if front >= avail:
                     o.queue_ahead = front - avail
                     continue
-                q = min(int(math.floor(avail - front + 1e-9)), o.remaining)
+                # whole lots beyond the queue, rounded half away from zero like hftbacktest's
+                # prob queue models (``(-front_q_qty).round()``), not floored
+                q = min(int(math.floor(avail - front + 0.5)), o.remaining)
                 o.queue_ahead = 0.0
             else:
                 continue
             if q <= 0:
                 continue
             used += q
-            self._fill(o, q, trade, out)
+            self._fill(o, q, trade.trade_id, trade.ts_ms, out)
         used_map[tid] = used
         if len(used_map) > self._trade_memory:
             used_map.popitem(last=False)
@@ -510,16 +566,16 @@ class PaperVenue:
             self._drop_done()
         return out
 
-    def _fill(self, o: PaperOrder, q: int, trade: Trade, out: list) -> None:
+    def _fill(self, o: PaperOrder, q: int, trade_id: str, ts: int, out: list) -> None:
+        """Fill ``q`` lots of ``o`` at its price at ``ts`` (``trade_id``: the print, or
+        ``book:{u}`` for an execution by the book moving through the order)."""
         o.filled += q
         self.fills += 1
         fee = self.fees.maker_fee(self._px(o.price), self._qty(q))
-        out.append(
-            Fill(f"{o.order_id}:{trade.trade_id}", self.symbol, o.order_id, o.side, o.price, q, fee, trade.trade_id, trade.ts_ms)
-        )
+        out.append(Fill(f"{o.order_id}:{trade_id}", self.symbol, o.order_id, o.side, o.price, q, fee, trade_id, ts))
         if o.remaining <= 0:
             o.status = DONE
-            self._emit(o, "filled", trade.ts_ms, out)
+            self._emit(o, "filled", ts, out)
 
     # ------------------------------------------------------------------------------------------
 

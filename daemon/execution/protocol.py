@@ -62,12 +62,19 @@ class ExecutionVenue(Protocol):
     #: the next order number (ids are ``{prefix}{symbol}-{n}``; restored after a restart)
     next_order_n: int
 
-    def on_quote(self, quote: Quote, book: OrderBook | None = None) -> list:
-        """Make the working orders match ``quote`` (a side with no price or no size: none)."""
+    def on_quote(self, quote: Quote, book: OrderBook | None = None, delay_ms: int = 0) -> list:
+        """Make the working orders match ``quote`` (a side with no price or no size: none),
+        decided on data stamped ``quote.ts_ms`` and sent ``delay_ms`` (the feed latency) later."""
         ...
 
-    def cancel_all(self, ts_ms: int, reason: str = "cancel_all", book: OrderBook | None = None) -> list:
-        """Cancel every working order."""
+    def cancel_all(self, ts_ms: int, reason: str = "cancel_all", book: OrderBook | None = None,
+                   delay_ms: int = 0) -> list:
+        """Cancel every working order (sent ``delay_ms`` after ``ts_ms``)."""
+        ...
+
+    def before_book(self, ts_ms: int, book: OrderBook | None) -> list:
+        """Market data in: ``book`` is about to apply an update stamped ``ts_ms`` (it is still the
+        book as it was): whatever became due by then happens against this book."""
         ...
 
     def on_book(self, book: OrderBook, ts_ms: int | None = None) -> list:

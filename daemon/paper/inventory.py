@@ -251,6 +251,10 @@ class Inventory:
         b.volume_quote += px * qb
         if f.mid == f.mid:  # not nan
             b.spread += side * (f.mid - px) * qb
+            # the mark at the fill is the mid it was booked at: live that is already b.mid; a
+            # restore folding the journal then values the position exactly as the live run did
+            # at this point (its equity path is a subset of the live one's points)
+            b.mid = f.mid
         pos = b.position_lots
         q = f.qty
         if pos == 0 or (pos > 0) == (side > 0):

@@ -18,7 +18,7 @@ from daemon.config import Settings, VenueConfig
 from daemon.core.engine import Engine
 from daemon.core.events import BUY, Fill
 from daemon.core.instrument import Instrument
-from daemon.execution.models import ConstantLatency, MakerTakerFees, queue_model
+from daemon.execution.models import ConstantLatency, MakerTakerFees, feed_latency, queue_model
 from daemon.execution.paper import PaperVenue
 from daemon.logging import get_logger
 from daemon.paper.inventory import Funding, Inventory
@@ -106,8 +106,9 @@ class Runtime:
 
     def _attach(self, next_order_n: dict[str, int]) -> None:
         for sym, sc in self.engine.symbols.items():
-            venue = paper_venue(self.settings.venue, sc.inst, next_order_n.get(sym, 1))
-            st = SymbolStrategy(self, sc, venue)
+            vc = self.settings.venue
+            venue = paper_venue(vc, sc.inst, next_order_n.get(sym, 1))
+            st = SymbolStrategy(self, sc, venue, feed_latency(vc.feed_latency, vc.feed_latency_ms))
             sc.strategy = st
             self.strategies[sym] = st
 

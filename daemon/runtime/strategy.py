@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from daemon.core.engine import SymbolCore
 from daemon.core.events import BookUpdate, Kline, Quote, Trade
+from daemon.execution.models import FeedLatency
 from daemon.execution.protocol import ExecutionVenue
 from daemon.features.state import FeatureState
 from daemon.logging import get_logger
@@ -42,7 +43,7 @@ log = get_logger("mmd.strategy")
 class SymbolStrategy:
     """Everything that decides and books for one symbol."""
 
-    def __init__(self, rt: "Runtime", sc: SymbolCore, venue: ExecutionVenue) -> None:
+    def __init__(self, rt: "Runtime", sc: SymbolCore, venue: ExecutionVenue, feed: FeedLatency) -> None:
         s = rt.settings
         inst = sc.inst
         self.rt = rt
@@ -65,6 +66,9 @@ class SymbolStrategy:
             # No [adverse] threshold configured: the gate uses the model file's own threshold.
             self.pipe.adverse = self.pipe.adverse.model_copy(update={"threshold": rt.adverse.threshold})
         self.venue = venue
+        #: the feed-latency model and the latency (ms) of the latest book event decided on
+        self.feed = feed
+        self.delay_ms = 0
         self.marks = MarkSampler(s.ledger.mark_interval_ms)
         self.max_position_lots = max(1, int(s.risk.max_position / inst.qty.step_float + 1e-9))
         self.min_requote_ms = s.quoter.min_requote_ms
@@ -83,6 +87,13 @@ class SymbolStrategy:
 
     # -- market events ---------------------------------------------------------------------------
 
+    def before_book(self, ts_ms: int) -> None:
+        """The book (still as it was) is about to apply an update stamped ``ts_ms``: the venue
+        lets orders due by then reach it first."""
+        recs = self.venue.before_book(ts_ms, self.sc.book)
+        if recs:
+            self.rt.put(recs)
+
     def on_book(self, ev: BookUpdate) -> None:
         rt = self.rt
         book = self.sc.book
@@ -98,6 +109,7 @@ class SymbolStrategy:
         if bb is None or ba is None:
             return
         ts = ev.ts_ms
+        self.delay_ms = self.feed.delay_ms(ts, ev.recv_ns)
         mid = (bb + ba) * 0.5 * self.tick
         self.mid = mid
         recs = rt.inventory.on_mid(self.symbol, ts, mid)
@@ -142,7 +154,7 @@ class SymbolStrategy:
     def cancel_all(self, ts_ms: int, reason: str) -> None:
         if self.rt.stopped:
             return
-        self.rt.put(self.venue.cancel_all(ts_ms, reason, None))
+        self.rt.put(self.venue.cancel_all(ts_ms, reason, None, self.delay_ms))
         self.last_quote = None
 
     # -- the tick --------------------------------------------------------------------------------
@@ -200,6 +212,6 @@ class SymbolStrategy:
         self.last_quote_ms = ts
         self.quotes_sent += 1
         rt.quoted = True
-        rt.put(venue.on_quote(q, book))
+        rt.put(venue.on_quote(q, book, self.delay_ms))
 
 
