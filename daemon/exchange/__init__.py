@@ -1,8 +1,8 @@
 """Embedded Bybit-V5-compatible exchange (public REST + websocket) replaying a recording, with fault
 injection. See :mod:`daemon.exchange.server` (``ExchangeServer``, ``ExchangeThread``),
 :mod:`daemon.exchange.faults` (``FaultPlan``), :mod:`daemon.exchange.market` (the exchange's own,
-deliberately simple market state), :mod:`daemon.exchange.synth` (synthetic streams) and
-:mod:`daemon.exchange.cli` (``mmd exchange``). Exports are lazy so importing a submodule stays cheap."""
+deliberately simple market state), :mod:`daemon.exchange.synth` (synthetic streams); its command line, ``mmd exchange``, is
+:mod:`daemon.commands.exchange`. Exports are lazy so importing a submodule stays cheap."""
 
 from __future__ import annotations
 
