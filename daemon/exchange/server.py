@@ -42,10 +42,11 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from daemon.exchange.faults import MALFORMED_KINDS, REST_FAULTS, FaultPlan, TextBytes, malformed_frame
+from daemon.exchange.fault_state import FaultState
+from daemon.exchange.faults import FaultPlan, TextBytes, malformed_frame
 from daemon.exchange.market import KLINE_INTERVALS, Market, fmt
 from daemon.exchange.recording import Recording, load_recording
-from daemon.logging import RateLimited, get_logger
+from daemon.logging import get_logger
 
 log = get_logger("daemon.exchange")
 
@@ -128,10 +129,9 @@ class ExchangeServer:
         self.max_queue = max_queue
         self._market_kw = dict(funding_rate=funding_rate, open_interest=open_interest, loop_gap_ms=loop_gap_ms)
         self.market = Market(self.recording, **self._market_kw)
-        self.faults_injected: dict[str, int] = defaultdict(int)
+        self.fault_state = FaultState(self.faults)
         self.frames_broadcast = 0  #: recording frames applied and broadcast so far (all loops)
         self.loops_completed = 0
-        self.book_deltas_sent = 0  #: book deltas that had at least one subscriber (gap/crossed counting)
         self.rest_requests = 0
         self._subs: dict[str, set[_Conn]] = defaultdict(set)
         self._conns: set[_Conn] = set()
@@ -145,20 +145,6 @@ class ExchangeServer:
         self._sub_evt: asyncio.Event | None = None
         self.finished: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future]] = []
-        self._stall_until = 0.0
-        self._stall_pongs = True
-        self._pending_gap = 0
-        self._pending_crossed = 0
-        self._crossed_done = False
-        self._stall_done = False
-        self._pending_malformed: list[str] = []
-        self._malformed_i = 0
-        self._malformed_n = 0
-        self._rest_fault: str | None = str(self.faults.rest_fault) if self.faults.rest_fault else None
-        self._rest_fault_left = self.faults.rest_fault_count if self._rest_fault else 0
-        self._rest_slow_s = self.faults.rest_slow_seconds
-        self._drops_done = 0
-        self._rl = RateLimited(5, 10.0)
 
     # ------------------------------------------------------------------ lifecycle
     def _app(self) -> web.Application:
@@ -291,47 +277,31 @@ class ExchangeServer:
         * ``"rest"`` (``fault=`` one of ``10006|429|403|500|slow``, ``count=1``, ``seconds=`` for slow);
         * ``"reject"`` (``topic=``): future subscriptions to ``topic`` fail.
         """
-        if kind == "gap":
-            self._pending_gap += 1
-        elif kind == "crossed":
-            self._pending_crossed += 1
-        elif kind == "malformed":
-            mk = kw.get("malformed_kind", "invalid_json")
-            if mk not in MALFORMED_KINDS:
-                raise ValueError(f"unknown malformed kind {mk!r}")
-            self._pending_malformed.append(mk)
-        elif kind == "drop":
+        if kind == "drop":
             for conn in list(self._conns):
                 self._drop(conn)
-        elif kind == "stall":
-            self._start_stall(float(kw.get("seconds", 5.0)), bool(kw.get("pongs", True)))
-        elif kind == "rest":
-            fault = str(kw.get("fault", "10006"))
-            if fault not in REST_FAULTS:
-                raise ValueError(f"rest fault must be one of {REST_FAULTS}")
-            self._rest_fault = fault
-            self._rest_fault_left = int(kw.get("count", 1))
-            self._rest_slow_s = float(kw.get("seconds", self.faults.rest_slow_seconds))
-        elif kind == "reject":
-            self.faults.reject_topics.add(str(kw["topic"]))
         else:
-            raise ValueError(f"unknown fault kind {kind!r}")
+            self.fault_state.inject(kind, **kw)
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """Faults injected so far by kind (see :data:`daemon.exchange.faults.FAULT_KINDS`)."""
+        return self.fault_state.injected
+
+    @property
+    def book_deltas_sent(self) -> int:
+        """Book deltas that had at least one subscriber (gap/crossed counting)."""
+        return self.fault_state.book_deltas_sent
 
     @property
     def stalled(self) -> bool:
-        return self._stall_until > time.monotonic()
+        return self.fault_state.stalled
 
     @property
     def connections(self) -> int:
         return len(self._conns)
 
     # ------------------------------------------------------------------ replay
-    def _start_stall(self, seconds: float, pongs: bool) -> None:
-        self._stall_until = time.monotonic() + seconds
-        self._stall_pongs = pongs
-        self.faults_injected["stall"] += 1
-        log.info("fault_injected", fault="stall", seconds=seconds, pongs=pongs)
-
     def _has_listeners(self) -> bool:
         return any(c.topics and not c.closed for c in self._conns)
 
@@ -346,7 +316,7 @@ class ExchangeServer:
                 self._parked.clear()
                 rebase = True
                 continue
-            remaining = self._stall_until - time.monotonic()
+            remaining = self.fault_state.stall_remaining()
             if remaining > 0:
                 await self._sleep(remaining)
                 rebase = True
@@ -395,7 +365,6 @@ class ExchangeServer:
         base_eff = 0
         rebase = True
         loop_idx = 0
-        fp = self.faults
         try:
             while True:
                 off_ns = loop_idx * span_ns - first_ns
@@ -416,19 +385,14 @@ class ExchangeServer:
                                 base_wall, base_eff, rebase = time.monotonic(), eff, False
                     outs = self.market.apply(frame, loop_idx)
                     n_next = self.frames_broadcast + 1
-                    if fp.malformed_every and n_next % fp.malformed_every == 0:
-                        kinds = fp.malformed_kinds
-                        self._pending_malformed.append(kinds[self._malformed_i % len(kinds)])
-                        self._malformed_i += 1
-                    if self._pending_malformed:
-                        await self._send_malformed()
+                    malformed = self.fault_state.malformed_due(n_next)
+                    if malformed:
+                        await self._send_malformed(malformed)
                     await self._broadcast(outs)
                     self.frames_broadcast = n_next
                     if self._waiters:
                         self._notify()
-                    if fp.stall_after is not None and not self._stall_done and n_next >= fp.stall_after:
-                        self._stall_done = True
-                        self._start_stall(fp.stall_seconds, fp.stall_pongs)
+                    self.fault_state.after_frame(n_next)
                     if n_next % 16 == 0:
                         await asyncio.sleep(0)  # let writers, REST and client messages in
                 self.loops_completed += 1
@@ -454,47 +418,31 @@ class ExchangeServer:
                 keep.append((target, fut))
         self._waiters = keep
 
-    async def _send_malformed(self) -> None:
+    async def _send_malformed(self, malformed: list[tuple[str, int]]) -> None:
         sym = self.recording.symbols[0]
         st = self.market.symbols[sym]
         price = st.last_price or "100.00"
-        kinds, self._pending_malformed = self._pending_malformed, []
-        for kind in kinds:
-            self._malformed_n += 1
-            text = malformed_frame(kind, sym, st.last_ts, st.last_seq, price, self._malformed_n)
+        for kind, n in malformed:
+            text = malformed_frame(kind, sym, st.last_ts, st.last_seq, price, n)
             sent = False
             for conn in list(self._conns):
                 if conn.topics and not conn.closed:
                     await self._push(conn, text, True)
                     sent = True
             if sent:
-                self.faults_injected["malformed"] += 1
-                self._log_fault("malformed", kind=kind)
+                self.fault_state.malformed_sent(kind)
 
     async def _broadcast(self, outs: list[tuple[str, dict[str, Any]]]) -> None:
-        fp = self.faults
         for topic, payload in outs:
             subs = self._subs.get(topic)
             if not subs:
                 continue
             if payload["type"] == "delta" and topic.startswith("orderbook."):
-                self.book_deltas_sent += 1
-                k = self.book_deltas_sent
-                if self._pending_gap or (fp.gap_every and k % fp.gap_every == 0):
-                    if self._pending_gap:
-                        self._pending_gap -= 1
-                    self.faults_injected["gap"] += 1
-                    self._log_fault("gap", topic=topic, u=payload["data"]["u"])
+                fault = self.fault_state.book_delta(topic, payload["data"]["u"])
+                if fault == "gap":
                     continue
-                if self._pending_crossed or (fp.crossed_after is not None and not self._crossed_done
-                                             and k > fp.crossed_after):
-                    if self._pending_crossed:
-                        self._pending_crossed -= 1
-                    else:
-                        self._crossed_done = True
+                if fault == "crossed":
                     payload = self._crossed(topic, payload)
-                    self.faults_injected["crossed"] += 1
-                    self._log_fault("crossed", topic=topic, u=payload["data"]["u"])
             text = _dumps(payload)
             for conn in list(subs):
                 await self._push(conn, text, True)
@@ -539,17 +487,9 @@ class ExchangeServer:
         conn.room.set()
         self._unsubscribe_all(conn)
         if fault:
-            self.faults_injected["drop"] += 1
-            self._drops_done += 1
-            self._log_fault("drop", conn_id=conn.id, data_sent=conn.data_sent)
-
-    def _log_fault(self, fault: str, **kw: Any) -> None:
-        ok, supp = self._rl.allow(fault)
-        if ok:
-            log.info("fault_injected", fault=fault, suppressed=supp, **kw)
+            self.fault_state.dropped(conn.id, conn.data_sent)
 
     async def _writer(self, conn: _Conn) -> None:
-        fp = self.faults
         try:
             while not conn.closed:
                 if not conn.q:
@@ -567,8 +507,7 @@ class ExchangeServer:
                     await conn.ws.send_bytes(text)
                 if data:
                     conn.data_sent += 1
-                    if (fp.drop_after is not None and conn.data_sent >= fp.drop_after
-                            and (fp.drop_repeat or self._drops_done == 0)):
+                    if self.fault_state.drop_due(conn.data_sent):
                         self._drop(conn)
                         return
         except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
@@ -636,7 +575,7 @@ class ExchangeServer:
         req_id = req.get("req_id", "")
         req_id = req_id if isinstance(req_id, str) else str(req_id)
         if op == "ping":
-            if self.stalled and not self._stall_pongs:
+            if self.fault_state.pongs_withheld():
                 return
             pong: dict[str, Any] = {"success": True, "ret_msg": "pong", "conn_id": conn.id, "req_id": req_id,
                                     "op": "ping"}
@@ -665,9 +604,7 @@ class ExchangeServer:
                 fail = fail or f"error:handler not found,topic:{topic}"
                 continue
             if op == "subscribe":
-                if topic in self.faults.reject_topics:
-                    self.faults_injected["reject"] += 1
-                    self._log_fault("reject", topic=topic)
+                if self.fault_state.rejects(topic):
                     fail = fail or f"error:handler not found,topic:{topic}"
                 elif not self.market.valid_topic(topic):
                     fail = fail or f"error:handler not found,topic:{topic}"
@@ -713,11 +650,8 @@ class ExchangeServer:
         if not request.path.startswith("/v5/market/"):
             return await handler(request)
         self.rest_requests += 1
-        if self._rest_fault and self._rest_fault_left > 0:
-            fault = self._rest_fault
-            self._rest_fault_left -= 1
-            self.faults_injected[f"rest_{fault}"] += 1
-            self._log_fault(f"rest_{fault}", path=request.path)
+        fault = self.fault_state.take_rest_fault(request.path)
+        if fault:
             if fault == "10006":
                 now = self.market.ts
                 return self._env({}, 10006, "Too many visits!", headers={
@@ -730,7 +664,7 @@ class ExchangeServer:
             if fault == "500":
                 return web.Response(status=500, text="500 Internal Server Error")
             if fault == "slow":
-                await asyncio.sleep(self._rest_slow_s)
+                await asyncio.sleep(self.fault_state.rest_slow_seconds)
         try:
             return await handler(request)
         except _ParamError as e:
