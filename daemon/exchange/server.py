@@ -30,7 +30,6 @@ time, and a replay of 2024 data is self-consistent that way.
 from __future__ import annotations
 
 import asyncio
-import base64
 import threading
 import time
 import uuid
@@ -44,13 +43,13 @@ from aiohttp import WSMsgType, web
 
 from daemon.exchange.fault_state import FaultState
 from daemon.exchange.faults import FaultPlan, TextBytes, malformed_frame
-from daemon.exchange.market import KLINE_INTERVALS, Market, fmt
+from daemon.exchange.market import Market, fmt
 from daemon.exchange.recording import Recording, load_recording
+from daemon.exchange.rest import RestApi
 from daemon.logging import get_logger
 
 log = get_logger("daemon.exchange")
 
-CATEGORIES = ("spot", "linear", "inverse", "option")
 WS_PATHS = ("/v5/public/linear", "/v5/public/spot", "/v5/public/inverse")
 
 
@@ -85,11 +84,6 @@ class _Conn:
         tr = self.request.transport
         if tr is not None:
             tr.abort()
-
-
-class _ParamError(Exception):
-    """A bad REST query parameter; the middleware answers it as Bybit does (HTTP 200, retCode
-    10001, the message as retMsg)."""
 
 
 class ExchangeServer:
@@ -130,9 +124,9 @@ class ExchangeServer:
         self._market_kw = dict(funding_rate=funding_rate, open_interest=open_interest, loop_gap_ms=loop_gap_ms)
         self.market = Market(self.recording, **self._market_kw)
         self.fault_state = FaultState(self.faults)
+        self.rest = RestApi(self.market, self.fault_state)
         self.frames_broadcast = 0  #: recording frames applied and broadcast so far (all loops)
         self.loops_completed = 0
-        self.rest_requests = 0
         self._subs: dict[str, set[_Conn]] = defaultdict(set)
         self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
@@ -148,16 +142,10 @@ class ExchangeServer:
 
     # ------------------------------------------------------------------ lifecycle
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._rest_middleware])
-        r = app.router
-        r.add_get("/v5/market/instruments-info", self._h_instruments)
-        r.add_get("/v5/market/orderbook", self._h_orderbook)
-        r.add_get("/v5/market/kline", self._h_kline)
-        r.add_get("/v5/market/recent-trade", self._h_recent_trade)
-        r.add_get("/v5/market/tickers", self._h_tickers)
-        r.add_get("/v5/market/time", self._h_time)
+        app = web.Application(middlewares=[self.rest.middleware])
+        self.rest.add_routes(app.router)
         for path in WS_PATHS:
-            r.add_get(path, self._h_ws)
+            app.router.add_get(path, self._h_ws)
         return app
 
     async def start(self) -> None:
@@ -294,6 +282,11 @@ class ExchangeServer:
         return self.fault_state.book_deltas_sent
 
     @property
+    def rest_requests(self) -> int:
+        """``/v5/market/*`` requests received so far."""
+        return self.rest.requests
+
+    @property
     def stalled(self) -> bool:
         return self.fault_state.stalled
 
@@ -339,7 +332,7 @@ class ExchangeServer:
             self.market.apply(frames[i][1], 0)
             i += 1
         if i >= len(frames):  # tiny recording: replay it fully from the start instead
-            self.market = Market(self.recording, **self._market_kw)
+            self.market = self.rest.market = Market(self.recording, **self._market_kw)
             return 0
         self.frames_broadcast = i
         return i
@@ -634,137 +627,6 @@ class ExchangeServer:
         if ok and op == "subscribe" and self._sub_evt is not None:
             self._sub_evt.set()
         log.info("ws_" + op, conn_id=conn.id, req_id=req_id, ok=ok, error=fail)
-
-    # ------------------------------------------------------------------ REST
-    def _env(self, result: dict[str, Any], code: int = 0, msg: str = "OK", status: int = 200,
-             headers: dict[str, str] | None = None) -> web.Response:
-        body = {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": self.market.ts}
-        return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
-                            headers=headers)
-
-    def _err(self, msg: str, code: int = 10001) -> web.Response:
-        return self._env({}, code, msg)
-
-    @web.middleware
-    async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith("/v5/market/"):
-            return await handler(request)
-        self.rest_requests += 1
-        fault = self.fault_state.take_rest_fault(request.path)
-        if fault:
-            if fault == "10006":
-                now = self.market.ts
-                return self._env({}, 10006, "Too many visits!", headers={
-                    "X-Bapi-Limit": "600", "X-Bapi-Limit-Status": "0",
-                    "X-Bapi-Limit-Reset-Timestamp": str(now + 1000)})
-            if fault == "429":
-                return web.Response(status=429, text="Too Many Requests")
-            if fault == "403":
-                return web.Response(status=403, text="403 Forbidden: access too frequent")
-            if fault == "500":
-                return web.Response(status=500, text="500 Internal Server Error")
-            if fault == "slow":
-                await asyncio.sleep(self.fault_state.rest_slow_seconds)
-        try:
-            return await handler(request)
-        except _ParamError as e:
-            return self._err(str(e))
-
-    def _category(self, q: Any, default: str | None = None) -> str:
-        cat = q.get("category", default)
-        if cat not in CATEGORIES:
-            raise _ParamError("Illegal category")
-        return cat
-
-    def _int(self, q: Any, name: str, default: int | None, lo: int, hi: int) -> int | None:
-        raw = q.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            v = int(raw)
-        except ValueError:
-            raise _ParamError(f"params error: {name} invalid") from None
-        if not lo <= v <= hi:
-            raise _ParamError(f"params error: {name} out of range [{lo}, {hi}]")
-        return v
-
-    def _symbol(self, q: Any, required: bool = True) -> str | None:
-        sym = q.get("symbol")
-        if not sym:
-            if required:
-                raise _ParamError("params error: symbol invalid")
-            return None
-        if sym not in self.market.symbols:
-            raise _ParamError("params error: symbol invalid")
-        return sym
-
-    async def _h_time(self, request: web.Request) -> web.Response:
-        ms = self.market.ts
-        return self._env({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
-
-    async def _h_instruments(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        limit = self._int(q, "limit", 500, 1, 1000)
-        assert limit is not None
-        cursor = q.get("cursor", "")
-        offset = 0
-        if cursor:
-            try:
-                offset = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("offset="))
-                if offset < 0:
-                    raise ValueError
-            except Exception:
-                return self._err("params error: cursor invalid")
-        rows = [s for s in self.market.instruments] if cat == "linear" else []
-        status = q.get("status")
-        rows = [s for s in rows if (s.status == status if status else s.status == "Trading")]
-        if q.get("symbol"):
-            rows = [s for s in rows if s.symbol == q["symbol"]]
-        if q.get("baseCoin"):
-            rows = [s for s in rows if s.row()["baseCoin"] == q["baseCoin"]]
-        page = rows[offset : offset + limit]
-        nxt = ""
-        if offset + limit < len(rows):
-            nxt = base64.urlsafe_b64encode(f"offset={offset + limit}".encode()).decode()
-        return self._env({"category": cat, "list": [s.row() for s in page], "nextPageCursor": nxt})
-
-    async def _h_orderbook(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q)
-        default = {"spot": 1, "option": 1}.get(cat, 25)
-        limit = self._int(q, "limit", default, 1, 25 if cat == "option" else 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_orderbook(sym, limit))
-
-    async def _h_kline(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q, "linear")
-        sym = self._symbol(q)
-        interval = q.get("interval", "")
-        if not interval.isdigit() or int(interval) not in KLINE_INTERVALS:
-            return self._err("params error: interval invalid")
-        start = self._int(q, "start", None, 0, 1 << 62)
-        end = self._int(q, "end", None, 0, 1 << 62)
-        limit = self._int(q, "limit", 200, 1, 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_klines(cat, sym, int(interval), start, end, limit))
-
-    async def _h_recent_trade(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q)
-        limit = self._int(q, "limit", 60 if cat == "spot" else 500, 1, 60 if cat == "spot" else 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_recent_trades(cat, sym, limit))
-
-    async def _h_tickers(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q, required=False)
-        return self._env(self.market.rest_tickers(cat, sym))
-
 
 class ExchangeThread:
     """Run an :class:`ExchangeServer` on its own event loop in a daemon thread.
