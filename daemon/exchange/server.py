@@ -32,59 +32,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections import defaultdict, deque
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from daemon.exchange.fault_state import FaultState
-from daemon.exchange.faults import FaultPlan, TextBytes, malformed_frame
+from daemon.exchange.faults import FaultPlan, malformed_frame
+from daemon.exchange.hub import WS_PATHS, WsHub
 from daemon.exchange.market import Market, fmt
 from daemon.exchange.recording import Recording, load_recording
 from daemon.exchange.rest import RestApi
 from daemon.logging import get_logger
 
 log = get_logger("daemon.exchange")
-
-WS_PATHS = ("/v5/public/linear", "/v5/public/spot", "/v5/public/inverse")
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-class _Conn:
-    """One websocket client: its topics and an ordered outgoing queue drained by a writer task."""
-
-    __slots__ = ("ws", "request", "id", "spot", "topics", "q", "room", "has_data", "data_sent", "closed", "task",
-                 "dropped")
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, spot: bool) -> None:
-        self.ws = ws
-        self.request = request
-        self.id = uuid.uuid4().hex[:20] + "-" + uuid.uuid4().hex[:5]
-        self.spot = spot
-        self.topics: set[str] = set()
-        self.q: deque[tuple[str | bytes, bool]] = deque()
-        self.room = asyncio.Event()
-        self.room.set()
-        self.has_data = asyncio.Event()
-        self.data_sent = 0
-        self.closed = False
-        self.dropped = False
-        self.task: asyncio.Task | None = None
-
-    def abort(self) -> None:
-        """Drop the TCP connection without a websocket close frame."""
-        self.closed = True
-        tr = self.request.transport
-        if tr is not None:
-            tr.abort()
-
 
 class ExchangeServer:
     """Bybit V5 public REST + websocket replaying a recording (see the module docstring).
@@ -125,10 +87,10 @@ class ExchangeServer:
         self.market = Market(self.recording, **self._market_kw)
         self.fault_state = FaultState(self.faults)
         self.rest = RestApi(self.market, self.fault_state)
+        self.hub = WsHub(self.market, self.fault_state, speed=self.speed, max_args=max_args, queue_high=queue_high,
+                         max_queue=max_queue)
         self.frames_broadcast = 0  #: recording frames applied and broadcast so far (all loops)
         self.loops_completed = 0
-        self._subs: dict[str, set[_Conn]] = defaultdict(set)
-        self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._replay_task: asyncio.Task | None = None
@@ -136,7 +98,6 @@ class ExchangeServer:
         self._resume_evt: asyncio.Event | None = None
         self._parked: asyncio.Event | None = None
         self._interrupt: asyncio.Event | None = None  #: wakes replay sleeps early (pause requested)
-        self._sub_evt: asyncio.Event | None = None
         self.finished: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future]] = []
 
@@ -145,7 +106,7 @@ class ExchangeServer:
         app = web.Application(middlewares=[self.rest.middleware])
         self.rest.add_routes(app.router)
         for path in WS_PATHS:
-            app.router.add_get(path, self._h_ws)
+            app.router.add_get(path, self.hub.handle)
         return app
 
     async def start(self) -> None:
@@ -154,7 +115,6 @@ class ExchangeServer:
         self._resume_evt.set()
         self._parked = asyncio.Event()
         self._interrupt = asyncio.Event()
-        self._sub_evt = asyncio.Event()
         self.finished = asyncio.Event()
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -180,12 +140,7 @@ class ExchangeServer:
             except (asyncio.CancelledError, Exception):
                 pass
             self._replay_task = None
-        for conn in list(self._conns):
-            conn.closed = True
-            try:
-                await asyncio.wait_for(conn.ws.close(), 1.0)
-            except Exception:
-                conn.abort()
+        await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -266,8 +221,7 @@ class ExchangeServer:
         * ``"reject"`` (``topic=``): future subscriptions to ``topic`` fail.
         """
         if kind == "drop":
-            for conn in list(self._conns):
-                self._drop(conn)
+            self.hub.drop_all()
         else:
             self.fault_state.inject(kind, **kw)
 
@@ -292,15 +246,12 @@ class ExchangeServer:
 
     @property
     def connections(self) -> int:
-        return len(self._conns)
+        return self.hub.connections
 
     # ------------------------------------------------------------------ replay
-    def _has_listeners(self) -> bool:
-        return any(c.topics and not c.closed for c in self._conns)
-
     async def _gate(self) -> bool:
         """Block while paused, stalled or (speed 0) nobody listens. True if the clock must rebase."""
-        assert self._resume_evt is not None and self._parked is not None and self._sub_evt is not None
+        assert self._resume_evt is not None and self._parked is not None
         rebase = False
         while True:
             if self._paused:
@@ -314,10 +265,9 @@ class ExchangeServer:
                 await self._sleep(remaining)
                 rebase = True
                 continue
-            if self.speed == 0 and not self._has_listeners():
-                self._sub_evt.clear()
+            if self.speed == 0 and not self.hub.has_listeners():
                 self._parked.set()
-                await self._sub_evt.wait()
+                await self.hub.wait_subscription()
                 self._parked.clear()
                 continue
             return rebase
@@ -332,7 +282,7 @@ class ExchangeServer:
             self.market.apply(frames[i][1], 0)
             i += 1
         if i >= len(frames):  # tiny recording: replay it fully from the start instead
-            self.market = self.rest.market = Market(self.recording, **self._market_kw)
+            self.market = self.rest.market = self.hub.market = Market(self.recording, **self._market_kw)
             return 0
         self.frames_broadcast = i
         return i
@@ -417,18 +367,12 @@ class ExchangeServer:
         price = st.last_price or "100.00"
         for kind, n in malformed:
             text = malformed_frame(kind, sym, st.last_ts, st.last_seq, price, n)
-            sent = False
-            for conn in list(self._conns):
-                if conn.topics and not conn.closed:
-                    await self._push(conn, text, True)
-                    sent = True
-            if sent:
+            if await self.hub.send_to_listeners(text):
                 self.fault_state.malformed_sent(kind)
 
     async def _broadcast(self, outs: list[tuple[str, dict[str, Any]]]) -> None:
         for topic, payload in outs:
-            subs = self._subs.get(topic)
-            if not subs:
+            if not self.hub.has_subscribers(topic):
                 continue
             if payload["type"] == "delta" and topic.startswith("orderbook."):
                 fault = self.fault_state.book_delta(topic, payload["data"]["u"])
@@ -436,9 +380,7 @@ class ExchangeServer:
                     continue
                 if fault == "crossed":
                     payload = self._crossed(topic, payload)
-            text = _dumps(payload)
-            for conn in list(subs):
-                await self._push(conn, text, True)
+            await self.hub.publish(topic, payload)
 
     def _crossed(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         _, depth, sym = topic.split(".")
@@ -451,182 +393,7 @@ class ExchangeServer:
         out["data"] = data
         return out
 
-    # ------------------------------------------------------------------ websocket
-    async def _push(self, conn: _Conn, text: str | bytes, data: bool) -> None:
-        if conn.closed:
-            return
-        if data and self.speed == 0:
-            while len(conn.q) >= self.queue_high and not conn.closed:
-                conn.room.clear()
-                await conn.room.wait()
-            if conn.closed:
-                return
-        elif data and len(conn.q) >= self.max_queue:
-            log.warning("ws_slow_consumer_dropped", conn_id=conn.id, queued=len(conn.q))
-            self._drop(conn, fault=False)
-            return
-        conn.q.append((text, data))
-        conn.has_data.set()
 
-    @staticmethod
-    def _wake(conn: _Conn) -> None:
-        conn.has_data.set()
-
-    def _drop(self, conn: _Conn, fault: bool = True) -> None:
-        if conn.closed:
-            return
-        conn.dropped = True
-        conn.abort()
-        conn.room.set()
-        self._unsubscribe_all(conn)
-        if fault:
-            self.fault_state.dropped(conn.id, conn.data_sent)
-
-    async def _writer(self, conn: _Conn) -> None:
-        try:
-            while not conn.closed:
-                if not conn.q:
-                    conn.has_data.clear()
-                    await conn.has_data.wait()
-                    continue
-                text, data = conn.q.popleft()
-                if len(conn.q) < self.queue_high:
-                    conn.room.set()
-                if type(text) is str:
-                    await conn.ws.send_str(text)
-                elif isinstance(text, TextBytes):  # a text frame that is not UTF-8 (fault injection)
-                    await conn.ws.send_frame(text, WSMsgType.TEXT)
-                else:
-                    await conn.ws.send_bytes(text)
-                if data:
-                    conn.data_sent += 1
-                    if self.fault_state.drop_due(conn.data_sent):
-                        self._drop(conn)
-                        return
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            conn.closed = True
-            conn.room.set()
-        except Exception as exc:  # pragma: no cover - defensive
-            conn.closed = True
-            conn.room.set()
-            log.warning("ws_writer_error", conn_id=conn.id, error=repr(exc))
-
-    def _unsubscribe_all(self, conn: _Conn) -> None:
-        for t in conn.topics:
-            s = self._subs.get(t)
-            if s is not None:
-                s.discard(conn)
-        conn.topics = set()
-
-    async def _h_ws(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20)
-        await ws.prepare(request)
-        conn = _Conn(ws, request, spot=request.path.endswith("/spot"))
-        self._conns.add(conn)
-        conn.task = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
-        log.info("ws_connected", conn_id=conn.id, path=request.path, peer=request.remote)
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self._on_client(conn, msg.data)
-                elif msg.type == WSMsgType.CLOSE:
-                    # stop data at once so our close frame is not queued behind it
-                    conn.closed = True
-                    conn.q.clear()
-                    self._unsubscribe_all(conn)
-                    conn.room.set()
-                    self._wake(conn)
-                    await ws.close()
-                    break
-                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    break
-        finally:
-            conn.closed = True
-            conn.room.set()
-            self._unsubscribe_all(conn)
-            self._conns.discard(conn)
-            self._wake(conn)
-            if conn.task is not None:
-                conn.task.cancel()
-            log.info("ws_disconnected", conn_id=conn.id, data_sent=conn.data_sent, dropped=conn.dropped)
-        return ws
-
-    def _control(self, conn: _Conn, obj: dict[str, Any]) -> None:
-        conn.q.append((_dumps(obj), False))
-        self._wake(conn)
-
-    def _on_client(self, conn: _Conn, text: str) -> None:
-        try:
-            req = orjson.loads(text)
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            self._control(conn, {"success": False, "ret_msg": "error:request not in JSON object format",
-                                 "conn_id": conn.id, "req_id": "", "op": ""})
-            return
-        op = req.get("op")
-        req_id = req.get("req_id", "")
-        req_id = req_id if isinstance(req_id, str) else str(req_id)
-        if op == "ping":
-            if self.fault_state.pongs_withheld():
-                return
-            pong: dict[str, Any] = {"success": True, "ret_msg": "pong", "conn_id": conn.id, "req_id": req_id,
-                                    "op": "ping"}
-            self._control(conn, pong)
-        elif op in ("subscribe", "unsubscribe"):
-            self._subscription(conn, op, req_id, req.get("args"))
-        else:
-            self._control(conn, {"success": False, "ret_msg": f"error:handler not found,op:{op}",
-                                 "conn_id": conn.id, "req_id": req_id, "op": op if isinstance(op, str) else ""})
-
-    def _subscription(self, conn: _Conn, op: str, req_id: str, args: Any) -> None:
-        ack = {"success": True, "ret_msg": "subscribe" if (conn.spot and op == "subscribe") else "",
-               "conn_id": conn.id, "req_id": req_id, "op": op}
-        if not isinstance(args, list) or not args:
-            ack.update(success=False, ret_msg="error:args must be a non-empty list")
-            self._control(conn, ack)
-            return
-        if len(args) > self.max_args:
-            ack.update(success=False, ret_msg=f"args size >{self.max_args}")
-            self._control(conn, ack)
-            return
-        ok: list[str] = []
-        fail: str | None = None
-        for topic in args:
-            if not isinstance(topic, str):
-                fail = fail or f"error:handler not found,topic:{topic}"
-                continue
-            if op == "subscribe":
-                if self.fault_state.rejects(topic):
-                    fail = fail or f"error:handler not found,topic:{topic}"
-                elif not self.market.valid_topic(topic):
-                    fail = fail or f"error:handler not found,topic:{topic}"
-                elif topic in conn.topics or topic in ok:
-                    fail = fail or f"error:already subscribed,topic:{topic}"
-                else:
-                    ok.append(topic)
-            else:
-                if topic in conn.topics:
-                    ok.append(topic)
-                else:
-                    fail = fail or f"error:not subscribed,topic:{topic}"
-        if fail:
-            ack.update(success=False, ret_msg=fail)
-        self._control(conn, ack)
-        for topic in ok:  # valid topics of a partly failed request still take effect
-            if op == "subscribe":
-                conn.topics.add(topic)
-                self._subs[topic].add(conn)
-                snap = self.market.subscribe_snapshot(topic)
-                if snap is not None:
-                    conn.q.append((_dumps(snap), True))
-            else:
-                conn.topics.discard(topic)
-                self._subs[topic].discard(conn)
-        self._wake(conn)
-        if ok and op == "subscribe" and self._sub_evt is not None:
-            self._sub_evt.set()
-        log.info("ws_" + op, conn_id=conn.id, req_id=req_id, ok=ok, error=fail)
 
 class ExchangeThread:
     """Run an :class:`ExchangeServer` on its own event loop in a daemon thread.
