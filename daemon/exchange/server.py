@@ -14,12 +14,25 @@ or in a background thread (synchronous code, other event loops)::
     with ExchangeThread(speed=10) as ex:   # ex is the ExchangeServer
         requests_against(ex.rest_url)
 
-Pacing (``speed``): ``1.0`` replays in real time by the recording's ``recv_ns`` gaps, ``x`` is x times
-faster, ``0`` sends as fast as the clients read: no sleeps, each connection's send queue is bounded
-(``queue_high``) and the replay waits for room, and the replay only runs while at least one
-connection has a subscription (otherwise it would spin through the loop with nobody listening).
-One replay task drives one market clock for all connections. With ``speed > 0`` a connection whose
-queue exceeds ``max_queue`` frames is dropped as a slow consumer (as Bybit does).
+Parts, each readable on its own; :class:`ExchangeServer` composes them:
+
+* :mod:`daemon.exchange.pacing` (``ReplayClock``): when the next recording frame is due (``speed``,
+  pause/resume, stalls, looping) and how far the replay got (``frames_broadcast``, ``finished``);
+* :mod:`daemon.exchange.hub` (``WsHub``): websocket connections, their send queues and
+  backpressure, ping/subscribe/unsubscribe, publishing to subscribers;
+* :mod:`daemon.exchange.rest` (``RestApi``): the ``/v5/market/*`` endpoints, the param-error
+  middleware and REST faults;
+* :mod:`daemon.exchange.fault_state` (``FaultState``): when each fault is due, what was injected;
+* :mod:`daemon.exchange.market` (``Market``): the exchange's own market state.
+
+The server primes the market, applies each due frame to it and publishes the outputs through the
+hub with the faults that are due, and offers the control API (pause, inject, counters ...).
+
+Pacing (``speed``, see :mod:`~daemon.exchange.pacing`): ``1.0`` replays in real time by the
+recording's ``recv_ns`` gaps, ``x`` is x times faster, ``0`` sends as fast as the clients read
+(each connection's send queue is bounded by ``queue_high`` and the replay waits for room) and only
+while somebody is subscribed. One replay task drives one market clock for all connections. With
+``speed > 0`` a connection whose queue exceeds ``max_queue`` frames is dropped as a slow consumer.
 
 Times served: all ``ts``/``cts``/``T`` are the recording's exchange times (shifted per loop, see
 :mod:`daemon.exchange.market`). ``/v5/market/time`` and the REST envelope ``time`` report the
@@ -31,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,11 +54,13 @@ from daemon.exchange.fault_state import FaultState
 from daemon.exchange.faults import FaultPlan, malformed_frame
 from daemon.exchange.hub import WS_PATHS, WsHub
 from daemon.exchange.market import Market, fmt
+from daemon.exchange.pacing import ReplayClock
 from daemon.exchange.recording import Recording, load_recording
 from daemon.exchange.rest import RestApi
 from daemon.logging import get_logger
 
 log = get_logger("daemon.exchange")
+
 
 class ExchangeServer:
     """Bybit V5 public REST + websocket replaying a recording (see the module docstring).
@@ -89,17 +103,12 @@ class ExchangeServer:
         self.rest = RestApi(self.market, self.fault_state)
         self.hub = WsHub(self.market, self.fault_state, speed=self.speed, max_args=max_args, queue_high=queue_high,
                          max_queue=max_queue)
-        self.frames_broadcast = 0  #: recording frames applied and broadcast so far (all loops)
-        self.loops_completed = 0
+        self.clock = ReplayClock(self.speed, has_listeners=self.hub.has_listeners,
+                                 wait_listener=self.hub.wait_subscription,
+                                 stall_remaining=self.fault_state.stall_remaining)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._replay_task: asyncio.Task | None = None
-        self._paused = False
-        self._resume_evt: asyncio.Event | None = None
-        self._parked: asyncio.Event | None = None
-        self._interrupt: asyncio.Event | None = None  #: wakes replay sleeps early (pause requested)
-        self.finished: asyncio.Event | None = None
-        self._waiters: list[tuple[int, asyncio.Future]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def _app(self) -> web.Application:
@@ -111,11 +120,7 @@ class ExchangeServer:
 
     async def start(self) -> None:
         """Bind, start serving and start the replay clock."""
-        self._resume_evt = asyncio.Event()
-        self._resume_evt.set()
-        self._parked = asyncio.Event()
-        self._interrupt = asyncio.Event()
-        self.finished = asyncio.Event()
+        self.clock.start()
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port)
@@ -127,7 +132,11 @@ class ExchangeServer:
             log.warning("recording_imperfect", path=self.recording.path, u_gaps=self.recording.u_gaps,
                         bad_lines=self.recording.bad_lines)
         start_index = self._prime()
-        self._replay_task = asyncio.create_task(self._replay(start_index), name="exchange-replay")
+        rec = self.recording
+        span_ns = rec.span_ns + self.market.loop_gap_ms * 1_000_000
+        replay = self.clock.run(rec.frames, span_ns, start_index=start_index, loop=self.loop,
+                                start_loop=self.market.start_loop, play=self._play)
+        self._replay_task = asyncio.create_task(replay, name="exchange-replay")
         log.debug("exchange_started", rest_url=self.rest_url, ws_url=self.ws_url, speed=self.speed, loop=self.loop,
                  recording=self.recording.path, frames=len(self.recording.frames))
 
@@ -144,9 +153,7 @@ class ExchangeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.cancel()
+        self.clock.cancel_waiters()
         log.info("exchange_stopped", frames=self.frames_broadcast, faults=dict(self.faults_injected))
 
     async def __aenter__(self) -> "ExchangeServer":
@@ -167,42 +174,32 @@ class ExchangeServer:
     # ------------------------------------------------------------------ control API
     def pause(self) -> None:
         """Stop the replay clock before the next frame (see :meth:`wait_paused`)."""
-        self._paused = True
-        if self._resume_evt is not None:
-            self._resume_evt.clear()
-        if self._interrupt is not None:
-            self._interrupt.set()
+        self.clock.pause()
 
     def resume(self) -> None:
-        self._paused = False
-        if self._parked is not None:
-            self._parked.clear()
-        if self._resume_evt is not None:
-            self._resume_evt.set()
+        self.clock.resume()
 
     async def wait_paused(self, timeout: float = 10.0) -> None:
         """After :meth:`pause`: wait until the replay is parked (the last frame is fully queued)."""
-        assert self._parked is not None
-        if self.finished is not None and self.finished.is_set():
-            return
-        done = asyncio.ensure_future(self.finished.wait()) if self.finished else None
-        parked = asyncio.ensure_future(self._parked.wait())
-        try:
-            await asyncio.wait_for(asyncio.wait([parked] + ([done] if done else []),
-                                                return_when=asyncio.FIRST_COMPLETED), timeout)
-        finally:
-            parked.cancel()
-            if done:
-                done.cancel()
+        await self.clock.wait_paused(timeout)
 
     async def wait_frames(self, n: int, timeout: float = 30.0) -> int:
         """Wait until at least ``n`` recording frames were broadcast (or the replay ended)."""
-        if self.frames_broadcast >= n or (self.finished is not None and self.finished.is_set()):
-            return self.frames_broadcast
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((n, fut))
-        await asyncio.wait_for(fut, timeout)
-        return self.frames_broadcast
+        return await self.clock.wait_frames(n, timeout)
+
+    @property
+    def frames_broadcast(self) -> int:
+        """Recording frames applied and broadcast so far (all loops)."""
+        return self.clock.frames_broadcast
+
+    @property
+    def loops_completed(self) -> int:
+        return self.clock.loops_completed
+
+    @property
+    def finished(self) -> asyncio.Event | None:
+        """Set when the replay ended (``loop=False``) or was stopped; ``None`` before :meth:`start`."""
+        return self.clock.finished
 
     def book(self, symbol: str, depth: int) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
         """The exchange's own ``(u, bids, asks)`` for ``orderbook.{depth}.{symbol}`` at the last frame,
@@ -249,29 +246,6 @@ class ExchangeServer:
         return self.hub.connections
 
     # ------------------------------------------------------------------ replay
-    async def _gate(self) -> bool:
-        """Block while paused, stalled or (speed 0) nobody listens. True if the clock must rebase."""
-        assert self._resume_evt is not None and self._parked is not None
-        rebase = False
-        while True:
-            if self._paused:
-                self._parked.set()
-                await self._resume_evt.wait()
-                self._parked.clear()
-                rebase = True
-                continue
-            remaining = self.fault_state.stall_remaining()
-            if remaining > 0:
-                await self._sleep(remaining)
-                rebase = True
-                continue
-            if self.speed == 0 and not self.hub.has_listeners():
-                self._parked.set()
-                await self.hub.wait_subscription()
-                self._parked.clear()
-                continue
-            return rebase
-
     def _prime(self, max_frames: int = 5000) -> int:
         """Apply the first frames (nobody is connected yet) until every recorded book has its snapshot
         and the tickers have a state, so REST and the first subscribers see a real market.
@@ -281,85 +255,22 @@ class ExchangeServer:
         while i < len(frames) and i < max_frames and not self.market.primed():
             self.market.apply(frames[i][1], 0)
             i += 1
-        if i >= len(frames):  # tiny recording: replay it fully from the start instead
+        if i >= len(frames):  # tiny recording: replay it fully from the start instead, on a fresh
+            # market that every part serving from the market must see (nobody is connected yet)
             self.market = self.rest.market = self.hub.market = Market(self.recording, **self._market_kw)
             return 0
-        self.frames_broadcast = i
+        self.clock.frames_broadcast = i
         return i
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up early when :meth:`pause` is called."""
-        assert self._interrupt is not None
-        self._interrupt.clear()
-        if self._paused:
-            return
-        try:
-            await asyncio.wait_for(self._interrupt.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-
-    async def _replay(self, start_index: int = 0) -> None:
-        rec = self.recording
-        frames = rec.frames
-        first_ns = frames[0][0]
-        span_ns = rec.span_ns + self.market.loop_gap_ms * 1_000_000
-        speed = self.speed
-        base_wall = 0.0
-        base_eff = 0
-        rebase = True
-        loop_idx = 0
-        try:
-            while True:
-                off_ns = loop_idx * span_ns - first_ns
-                if loop_idx:
-                    self.market.start_loop(loop_idx)
-                for ns, frame in (frames if loop_idx or not start_index else frames[start_index:]):
-                    eff = ns + off_ns
-                    if await self._gate():
-                        rebase = True
-                    if speed > 0:
-                        if rebase:
-                            base_wall, base_eff, rebase = time.monotonic(), eff, False
-                        delay = base_wall + (eff - base_eff) / 1e9 / speed - time.monotonic()
-                        if delay > 0.0005:
-                            await self._sleep(delay)
-                            if self._paused or self.stalled:
-                                await self._gate()
-                                base_wall, base_eff, rebase = time.monotonic(), eff, False
-                    outs = self.market.apply(frame, loop_idx)
-                    n_next = self.frames_broadcast + 1
-                    malformed = self.fault_state.malformed_due(n_next)
-                    if malformed:
-                        await self._send_malformed(malformed)
-                    await self._broadcast(outs)
-                    self.frames_broadcast = n_next
-                    if self._waiters:
-                        self._notify()
-                    self.fault_state.after_frame(n_next)
-                    if n_next % 16 == 0:
-                        await asyncio.sleep(0)  # let writers, REST and client messages in
-                self.loops_completed += 1
-                if not self.loop:
-                    break
-                loop_idx += 1
-                log.info("replay_loop", loop=loop_idx, frames=self.frames_broadcast)
-        finally:
-            assert self.finished is not None
-            self.finished.set()
-            self._parked.set() if self._parked is not None else None
-            self._notify(all_=True)
-
-    def _notify(self, all_: bool = False) -> None:
-        n = self.frames_broadcast
-        keep = []
-        for target, fut in self._waiters:
-            if fut.done():
-                continue
-            if all_ or target <= n:
-                fut.set_result(n)
-            else:
-                keep.append((target, fut))
-        self._waiters = keep
+    async def _play(self, frame: dict[str, Any], loop_idx: int, n: int) -> None:
+        """The replay's ``n``-th frame is due: apply it to the market and send what it changed to the
+        subscribers, with the malformed frames, gaps and crossed books due; then the plan's stall."""
+        outs = self.market.apply(frame, loop_idx)
+        malformed = self.fault_state.malformed_due(n)
+        if malformed:
+            await self._send_malformed(malformed)
+        await self._broadcast(outs)
+        self.fault_state.after_frame(n)
 
     async def _send_malformed(self, malformed: list[tuple[str, int]]) -> None:
         sym = self.recording.symbols[0]
@@ -392,7 +303,6 @@ class ExchangeServer:
         out = dict(payload)
         out["data"] = data
         return out
-
 
 
 class ExchangeThread:
