@@ -131,6 +131,40 @@ class WsHub:
             except Exception:
                 conn.abort()
 
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler of ``WS_PATHS``: one client connection, from upgrade to disconnect."""
+        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = _Conn(ws, request, spot=request.path.endswith("/spot"))
+        self._conns.add(conn)
+        conn.task = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
+        log.info("ws_connected", conn_id=conn.id, path=request.path, peer=request.remote)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_client(conn, msg.data)
+                elif msg.type == WSMsgType.CLOSE:
+                    # stop data at once so our close frame is not queued behind it
+                    conn.closed = True
+                    conn.q.clear()
+                    self._unsubscribe_all(conn)
+                    conn.room.set()
+                    self._wake(conn)
+                    await ws.close()
+                    break
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+        finally:
+            conn.closed = True
+            conn.room.set()
+            self._unsubscribe_all(conn)
+            self._conns.discard(conn)
+            self._wake(conn)
+            if conn.task is not None:
+                conn.task.cancel()
+            log.info("ws_disconnected", conn_id=conn.id, data_sent=conn.data_sent, dropped=conn.dropped)
+        return ws
+
     async def _push(self, conn: _Conn, text: str | bytes, data: bool) -> None:
         if conn.closed:
             return
@@ -196,39 +230,6 @@ class WsHub:
             if s is not None:
                 s.discard(conn)
         conn.topics = set()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20)
-        await ws.prepare(request)
-        conn = _Conn(ws, request, spot=request.path.endswith("/spot"))
-        self._conns.add(conn)
-        conn.task = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
-        log.info("ws_connected", conn_id=conn.id, path=request.path, peer=request.remote)
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self._on_client(conn, msg.data)
-                elif msg.type == WSMsgType.CLOSE:
-                    # stop data at once so our close frame is not queued behind it
-                    conn.closed = True
-                    conn.q.clear()
-                    self._unsubscribe_all(conn)
-                    conn.room.set()
-                    self._wake(conn)
-                    await ws.close()
-                    break
-                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    break
-        finally:
-            conn.closed = True
-            conn.room.set()
-            self._unsubscribe_all(conn)
-            self._conns.discard(conn)
-            self._wake(conn)
-            if conn.task is not None:
-                conn.task.cancel()
-            log.info("ws_disconnected", conn_id=conn.id, data_sent=conn.data_sent, dropped=conn.dropped)
-        return ws
 
     def _control(self, conn: _Conn, obj: dict[str, Any]) -> None:
         conn.q.append((_dumps(obj), False))
