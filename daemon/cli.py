@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("daemon.commands.demo", "offline demo: embedded exchange + daemon on the bundled recording"),
     "replay": ("daemon.commands.replay", "drive the core from recordings, no network"),
     "record": ("daemon.commands.record", "record raw frames to rotating compressed files"),
-    "exchange": ("daemon.exchange.cli", "serve the embedded Bybit-compatible exchange on 127.0.0.1"),
+    "exchange": ("daemon.commands.exchange", "serve the embedded Bybit-compatible exchange on 127.0.0.1"),
     "config": ("daemon.commands.config_cmd", "show the effective configuration"),
     "report": ("daemon.paper.report", "summarise a ledger (table, --json, PNG/HTML)"),
     "resume": ("daemon.commands.resume", "clear a tripped risk gate in a ledger"),

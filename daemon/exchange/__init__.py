@@ -1,8 +1,12 @@
 """Embedded Bybit-V5-compatible exchange (public REST + websocket) replaying a recording, with fault
-injection. See :mod:`daemon.exchange.server` (``ExchangeServer``, ``ExchangeThread``),
-:mod:`daemon.exchange.faults` (``FaultPlan``), :mod:`daemon.exchange.market` (the exchange's own,
-deliberately simple market state), :mod:`daemon.exchange.synth` (synthetic streams) and
-:mod:`daemon.exchange.cli` (``mmd exchange``). Exports are lazy so importing a submodule stays cheap."""
+injection. See :mod:`daemon.exchange.server` (``ExchangeServer``, composing the parts below, and
+``ExchangeThread``), :mod:`daemon.exchange.pacing` (the replay clock), :mod:`daemon.exchange.hub`
+(websocket connections and subscriptions), :mod:`daemon.exchange.rest` (the REST endpoints),
+:mod:`daemon.exchange.faults` (``FaultPlan``, malformed frames) and :mod:`daemon.exchange.fault_state`
+(a run's fault bookkeeping), :mod:`daemon.exchange.market` (the exchange's own, deliberately simple
+market state), :mod:`daemon.exchange.recording` and :mod:`daemon.exchange.synth` (recorded and
+synthetic streams); its command line, ``mmd exchange``, is :mod:`daemon.commands.exchange`.
+Exports are lazy so importing a submodule stays cheap."""
 
 from __future__ import annotations
 

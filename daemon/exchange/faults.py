@@ -1,5 +1,6 @@
 """Fault injection for the embedded exchange: a declarative :class:`FaultPlan` (periodic or
-one-shot faults set at start, e.g. from CLI flags) plus malformed-frame builders.
+one-shot faults set at start, e.g. from CLI flags) plus malformed-frame builders. The state of the
+faults during a run (what is due, what was injected) is :mod:`daemon.exchange.fault_state`.
 
 Every injected fault increments ``ExchangeServer.faults_injected[kind]`` with one of the kinds in
 :data:`FAULT_KINDS`. Counting rules (all counts are of frames actually sent on the wire, i.e. topics

@@ -14,12 +14,25 @@ or in a background thread (synchronous code, other event loops)::
     with ExchangeThread(speed=10) as ex:   # ex is the ExchangeServer
         requests_against(ex.rest_url)
 
-Pacing (``speed``): ``1.0`` replays in real time by the recording's ``recv_ns`` gaps, ``x`` is x times
-faster, ``0`` sends as fast as the clients read: no sleeps, each connection's send queue is bounded
-(``queue_high``) and the replay waits for room, and the replay only runs while at least one
-connection has a subscription (otherwise it would spin through the loop with nobody listening).
-One replay task drives one market clock for all connections. With ``speed > 0`` a connection whose
-queue exceeds ``max_queue`` frames is dropped as a slow consumer (as Bybit does).
+Parts, each readable on its own; :class:`ExchangeServer` composes them:
+
+* :mod:`daemon.exchange.pacing` (``ReplayClock``): when the next recording frame is due (``speed``,
+  pause/resume, stalls, looping) and how far the replay got (``frames_broadcast``, ``finished``);
+* :mod:`daemon.exchange.hub` (``WsHub``): websocket connections, their send queues and
+  backpressure, ping/subscribe/unsubscribe, publishing to subscribers;
+* :mod:`daemon.exchange.rest` (``RestApi``): the ``/v5/market/*`` endpoints, the param-error
+  middleware and REST faults;
+* :mod:`daemon.exchange.fault_state` (``FaultState``): when each fault is due, what was injected;
+* :mod:`daemon.exchange.market` (``Market``): the exchange's own market state.
+
+The server primes the market, applies each due frame to it and publishes the outputs through the
+hub with the faults that are due, and offers the control API (pause, inject, counters ...).
+
+Pacing (``speed``, see :mod:`~daemon.exchange.pacing`): ``1.0`` replays in real time by the
+recording's ``recv_ns`` gaps, ``x`` is x times faster, ``0`` sends as fast as the clients read
+(each connection's send queue is bounded by ``queue_high`` and the replay waits for room) and only
+while somebody is subscribed. One replay task drives one market clock for all connections. With
+``speed > 0`` a connection whose queue exceeds ``max_queue`` frames is dropped as a slow consumer.
 
 Times served: all ``ts``/``cts``/``T`` are the recording's exchange times (shifted per loop, see
 :mod:`daemon.exchange.market`). ``/v5/market/time`` and the REST envelope ``time`` report the
@@ -30,65 +43,23 @@ time, and a replay of 2024 data is self-consistent that way.
 from __future__ import annotations
 
 import asyncio
-import base64
 import threading
-import time
-import uuid
-from collections import defaultdict, deque
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from daemon.exchange.faults import MALFORMED_KINDS, REST_FAULTS, FaultPlan, TextBytes, malformed_frame
-from daemon.exchange.market import KLINE_INTERVALS, Market, fmt
+from daemon.exchange.fault_state import FaultState
+from daemon.exchange.faults import FaultPlan, malformed_frame
+from daemon.exchange.hub import WS_PATHS, WsHub
+from daemon.exchange.market import Market, fmt
+from daemon.exchange.pacing import ReplayClock
 from daemon.exchange.recording import Recording, load_recording
-from daemon.logging import RateLimited, get_logger
+from daemon.exchange.rest import RestApi
+from daemon.logging import get_logger
 
 log = get_logger("daemon.exchange")
-
-CATEGORIES = ("spot", "linear", "inverse", "option")
-WS_PATHS = ("/v5/public/linear", "/v5/public/spot", "/v5/public/inverse")
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-class _Conn:
-    """One websocket client: its topics and an ordered outgoing queue drained by a writer task."""
-
-    __slots__ = ("ws", "request", "id", "spot", "topics", "q", "room", "has_data", "data_sent", "closed", "task",
-                 "dropped")
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, spot: bool) -> None:
-        self.ws = ws
-        self.request = request
-        self.id = uuid.uuid4().hex[:20] + "-" + uuid.uuid4().hex[:5]
-        self.spot = spot
-        self.topics: set[str] = set()
-        self.q: deque[tuple[str | bytes, bool]] = deque()
-        self.room = asyncio.Event()
-        self.room.set()
-        self.has_data = asyncio.Event()
-        self.data_sent = 0
-        self.closed = False
-        self.dropped = False
-        self.task: asyncio.Task | None = None
-
-    def abort(self) -> None:
-        """Drop the TCP connection without a websocket close frame."""
-        self.closed = True
-        tr = self.request.transport
-        if tr is not None:
-            tr.abort()
-
-
-class _ParamError(Exception):
-    """A bad REST query parameter; the middleware answers it as Bybit does (HTTP 200, retCode
-    10001, the message as retMsg)."""
 
 
 class ExchangeServer:
@@ -128,60 +99,28 @@ class ExchangeServer:
         self.max_queue = max_queue
         self._market_kw = dict(funding_rate=funding_rate, open_interest=open_interest, loop_gap_ms=loop_gap_ms)
         self.market = Market(self.recording, **self._market_kw)
-        self.faults_injected: dict[str, int] = defaultdict(int)
-        self.frames_broadcast = 0  #: recording frames applied and broadcast so far (all loops)
-        self.loops_completed = 0
-        self.book_deltas_sent = 0  #: book deltas that had at least one subscriber (gap/crossed counting)
-        self.rest_requests = 0
-        self._subs: dict[str, set[_Conn]] = defaultdict(set)
-        self._conns: set[_Conn] = set()
+        self.fault_state = FaultState(self.faults)
+        self.rest = RestApi(self.market, self.fault_state)
+        self.hub = WsHub(self.market, self.fault_state, speed=self.speed, max_args=max_args, queue_high=queue_high,
+                         max_queue=max_queue)
+        self.clock = ReplayClock(self.speed, has_listeners=self.hub.has_listeners,
+                                 wait_listener=self.hub.wait_subscription,
+                                 stall_remaining=self.fault_state.stall_remaining)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._replay_task: asyncio.Task | None = None
-        self._paused = False
-        self._resume_evt: asyncio.Event | None = None
-        self._parked: asyncio.Event | None = None
-        self._interrupt: asyncio.Event | None = None  #: wakes replay sleeps early (pause requested)
-        self._sub_evt: asyncio.Event | None = None
-        self.finished: asyncio.Event | None = None
-        self._waiters: list[tuple[int, asyncio.Future]] = []
-        self._stall_until = 0.0
-        self._stall_pongs = True
-        self._pending_gap = 0
-        self._pending_crossed = 0
-        self._crossed_done = False
-        self._stall_done = False
-        self._pending_malformed: list[str] = []
-        self._malformed_i = 0
-        self._malformed_n = 0
-        self._rest_fault: str | None = str(self.faults.rest_fault) if self.faults.rest_fault else None
-        self._rest_fault_left = self.faults.rest_fault_count if self._rest_fault else 0
-        self._rest_slow_s = self.faults.rest_slow_seconds
-        self._drops_done = 0
-        self._rl = RateLimited(5, 10.0)
 
     # ------------------------------------------------------------------ lifecycle
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._rest_middleware])
-        r = app.router
-        r.add_get("/v5/market/instruments-info", self._h_instruments)
-        r.add_get("/v5/market/orderbook", self._h_orderbook)
-        r.add_get("/v5/market/kline", self._h_kline)
-        r.add_get("/v5/market/recent-trade", self._h_recent_trade)
-        r.add_get("/v5/market/tickers", self._h_tickers)
-        r.add_get("/v5/market/time", self._h_time)
+        app = web.Application(middlewares=[self.rest.middleware])
+        self.rest.add_routes(app.router)
         for path in WS_PATHS:
-            r.add_get(path, self._h_ws)
+            app.router.add_get(path, self.hub.handle)
         return app
 
     async def start(self) -> None:
         """Bind, start serving and start the replay clock."""
-        self._resume_evt = asyncio.Event()
-        self._resume_evt.set()
-        self._parked = asyncio.Event()
-        self._interrupt = asyncio.Event()
-        self._sub_evt = asyncio.Event()
-        self.finished = asyncio.Event()
+        self.clock.start()
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port)
@@ -193,7 +132,11 @@ class ExchangeServer:
             log.warning("recording_imperfect", path=self.recording.path, u_gaps=self.recording.u_gaps,
                         bad_lines=self.recording.bad_lines)
         start_index = self._prime()
-        self._replay_task = asyncio.create_task(self._replay(start_index), name="exchange-replay")
+        rec = self.recording
+        span_ns = rec.span_ns + self.market.loop_gap_ms * 1_000_000
+        replay = self.clock.run(rec.frames, span_ns, start_index=start_index, loop=self.loop,
+                                start_loop=self.market.start_loop, play=self._play)
+        self._replay_task = asyncio.create_task(replay, name="exchange-replay")
         log.debug("exchange_started", rest_url=self.rest_url, ws_url=self.ws_url, speed=self.speed, loop=self.loop,
                  recording=self.recording.path, frames=len(self.recording.frames))
 
@@ -206,18 +149,11 @@ class ExchangeServer:
             except (asyncio.CancelledError, Exception):
                 pass
             self._replay_task = None
-        for conn in list(self._conns):
-            conn.closed = True
-            try:
-                await asyncio.wait_for(conn.ws.close(), 1.0)
-            except Exception:
-                conn.abort()
+        await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.cancel()
+        self.clock.cancel_waiters()
         log.info("exchange_stopped", frames=self.frames_broadcast, faults=dict(self.faults_injected))
 
     async def __aenter__(self) -> "ExchangeServer":
@@ -238,42 +174,32 @@ class ExchangeServer:
     # ------------------------------------------------------------------ control API
     def pause(self) -> None:
         """Stop the replay clock before the next frame (see :meth:`wait_paused`)."""
-        self._paused = True
-        if self._resume_evt is not None:
-            self._resume_evt.clear()
-        if self._interrupt is not None:
-            self._interrupt.set()
+        self.clock.pause()
 
     def resume(self) -> None:
-        self._paused = False
-        if self._parked is not None:
-            self._parked.clear()
-        if self._resume_evt is not None:
-            self._resume_evt.set()
+        self.clock.resume()
 
     async def wait_paused(self, timeout: float = 10.0) -> None:
         """After :meth:`pause`: wait until the replay is parked (the last frame is fully queued)."""
-        assert self._parked is not None
-        if self.finished is not None and self.finished.is_set():
-            return
-        done = asyncio.ensure_future(self.finished.wait()) if self.finished else None
-        parked = asyncio.ensure_future(self._parked.wait())
-        try:
-            await asyncio.wait_for(asyncio.wait([parked] + ([done] if done else []),
-                                                return_when=asyncio.FIRST_COMPLETED), timeout)
-        finally:
-            parked.cancel()
-            if done:
-                done.cancel()
+        await self.clock.wait_paused(timeout)
 
     async def wait_frames(self, n: int, timeout: float = 30.0) -> int:
         """Wait until at least ``n`` recording frames were broadcast (or the replay ended)."""
-        if self.frames_broadcast >= n or (self.finished is not None and self.finished.is_set()):
-            return self.frames_broadcast
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((n, fut))
-        await asyncio.wait_for(fut, timeout)
-        return self.frames_broadcast
+        return await self.clock.wait_frames(n, timeout)
+
+    @property
+    def frames_broadcast(self) -> int:
+        """Recording frames applied and broadcast so far (all loops)."""
+        return self.clock.frames_broadcast
+
+    @property
+    def loops_completed(self) -> int:
+        return self.clock.loops_completed
+
+    @property
+    def finished(self) -> asyncio.Event | None:
+        """Set when the replay ended (``loop=False``) or was stopped; ``None`` before :meth:`start`."""
+        return self.clock.finished
 
     def book(self, symbol: str, depth: int) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
         """The exchange's own ``(u, bids, asks)`` for ``orderbook.{depth}.{symbol}`` at the last frame,
@@ -291,74 +217,35 @@ class ExchangeServer:
         * ``"rest"`` (``fault=`` one of ``10006|429|403|500|slow``, ``count=1``, ``seconds=`` for slow);
         * ``"reject"`` (``topic=``): future subscriptions to ``topic`` fail.
         """
-        if kind == "gap":
-            self._pending_gap += 1
-        elif kind == "crossed":
-            self._pending_crossed += 1
-        elif kind == "malformed":
-            mk = kw.get("malformed_kind", "invalid_json")
-            if mk not in MALFORMED_KINDS:
-                raise ValueError(f"unknown malformed kind {mk!r}")
-            self._pending_malformed.append(mk)
-        elif kind == "drop":
-            for conn in list(self._conns):
-                self._drop(conn)
-        elif kind == "stall":
-            self._start_stall(float(kw.get("seconds", 5.0)), bool(kw.get("pongs", True)))
-        elif kind == "rest":
-            fault = str(kw.get("fault", "10006"))
-            if fault not in REST_FAULTS:
-                raise ValueError(f"rest fault must be one of {REST_FAULTS}")
-            self._rest_fault = fault
-            self._rest_fault_left = int(kw.get("count", 1))
-            self._rest_slow_s = float(kw.get("seconds", self.faults.rest_slow_seconds))
-        elif kind == "reject":
-            self.faults.reject_topics.add(str(kw["topic"]))
+        if kind == "drop":
+            self.hub.drop_all()
         else:
-            raise ValueError(f"unknown fault kind {kind!r}")
+            self.fault_state.inject(kind, **kw)
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """Faults injected so far by kind (see :data:`daemon.exchange.faults.FAULT_KINDS`)."""
+        return self.fault_state.injected
+
+    @property
+    def book_deltas_sent(self) -> int:
+        """Book deltas that had at least one subscriber (gap/crossed counting)."""
+        return self.fault_state.book_deltas_sent
+
+    @property
+    def rest_requests(self) -> int:
+        """``/v5/market/*`` requests received so far."""
+        return self.rest.requests
 
     @property
     def stalled(self) -> bool:
-        return self._stall_until > time.monotonic()
+        return self.fault_state.stalled
 
     @property
     def connections(self) -> int:
-        return len(self._conns)
+        return self.hub.connections
 
     # ------------------------------------------------------------------ replay
-    def _start_stall(self, seconds: float, pongs: bool) -> None:
-        self._stall_until = time.monotonic() + seconds
-        self._stall_pongs = pongs
-        self.faults_injected["stall"] += 1
-        log.info("fault_injected", fault="stall", seconds=seconds, pongs=pongs)
-
-    def _has_listeners(self) -> bool:
-        return any(c.topics and not c.closed for c in self._conns)
-
-    async def _gate(self) -> bool:
-        """Block while paused, stalled or (speed 0) nobody listens. True if the clock must rebase."""
-        assert self._resume_evt is not None and self._parked is not None and self._sub_evt is not None
-        rebase = False
-        while True:
-            if self._paused:
-                self._parked.set()
-                await self._resume_evt.wait()
-                self._parked.clear()
-                rebase = True
-                continue
-            remaining = self._stall_until - time.monotonic()
-            if remaining > 0:
-                await self._sleep(remaining)
-                rebase = True
-                continue
-            if self.speed == 0 and not self._has_listeners():
-                self._sub_evt.clear()
-                self._parked.set()
-                await self._sub_evt.wait()
-                self._parked.clear()
-                continue
-            return rebase
-
     def _prime(self, max_frames: int = 5000) -> int:
         """Apply the first frames (nobody is connected yet) until every recorded book has its snapshot
         and the tickers have a state, so REST and the first subscribers see a real market.
@@ -368,136 +255,43 @@ class ExchangeServer:
         while i < len(frames) and i < max_frames and not self.market.primed():
             self.market.apply(frames[i][1], 0)
             i += 1
-        if i >= len(frames):  # tiny recording: replay it fully from the start instead
-            self.market = Market(self.recording, **self._market_kw)
+        if i >= len(frames):  # tiny recording: replay it fully from the start instead, on a fresh
+            # market that every part serving from the market must see (nobody is connected yet)
+            self.market = self.rest.market = self.hub.market = Market(self.recording, **self._market_kw)
             return 0
-        self.frames_broadcast = i
+        self.clock.frames_broadcast = i
         return i
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up early when :meth:`pause` is called."""
-        assert self._interrupt is not None
-        self._interrupt.clear()
-        if self._paused:
-            return
-        try:
-            await asyncio.wait_for(self._interrupt.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+    async def _play(self, frame: dict[str, Any], loop_idx: int, n: int) -> None:
+        """The replay's ``n``-th frame is due: apply it to the market and send what it changed to the
+        subscribers, with the malformed frames, gaps and crossed books due; then the plan's stall."""
+        outs = self.market.apply(frame, loop_idx)
+        malformed = self.fault_state.malformed_due(n)
+        if malformed:
+            await self._send_malformed(malformed)
+        await self._broadcast(outs)
+        self.fault_state.after_frame(n)
 
-    async def _replay(self, start_index: int = 0) -> None:
-        rec = self.recording
-        frames = rec.frames
-        first_ns = frames[0][0]
-        span_ns = rec.span_ns + self.market.loop_gap_ms * 1_000_000
-        speed = self.speed
-        base_wall = 0.0
-        base_eff = 0
-        rebase = True
-        loop_idx = 0
-        fp = self.faults
-        try:
-            while True:
-                off_ns = loop_idx * span_ns - first_ns
-                if loop_idx:
-                    self.market.start_loop(loop_idx)
-                for ns, frame in (frames if loop_idx or not start_index else frames[start_index:]):
-                    eff = ns + off_ns
-                    if await self._gate():
-                        rebase = True
-                    if speed > 0:
-                        if rebase:
-                            base_wall, base_eff, rebase = time.monotonic(), eff, False
-                        delay = base_wall + (eff - base_eff) / 1e9 / speed - time.monotonic()
-                        if delay > 0.0005:
-                            await self._sleep(delay)
-                            if self._paused or self.stalled:
-                                await self._gate()
-                                base_wall, base_eff, rebase = time.monotonic(), eff, False
-                    outs = self.market.apply(frame, loop_idx)
-                    n_next = self.frames_broadcast + 1
-                    if fp.malformed_every and n_next % fp.malformed_every == 0:
-                        kinds = fp.malformed_kinds
-                        self._pending_malformed.append(kinds[self._malformed_i % len(kinds)])
-                        self._malformed_i += 1
-                    if self._pending_malformed:
-                        await self._send_malformed()
-                    await self._broadcast(outs)
-                    self.frames_broadcast = n_next
-                    if self._waiters:
-                        self._notify()
-                    if fp.stall_after is not None and not self._stall_done and n_next >= fp.stall_after:
-                        self._stall_done = True
-                        self._start_stall(fp.stall_seconds, fp.stall_pongs)
-                    if n_next % 16 == 0:
-                        await asyncio.sleep(0)  # let writers, REST and client messages in
-                self.loops_completed += 1
-                if not self.loop:
-                    break
-                loop_idx += 1
-                log.info("replay_loop", loop=loop_idx, frames=self.frames_broadcast)
-        finally:
-            assert self.finished is not None
-            self.finished.set()
-            self._parked.set() if self._parked is not None else None
-            self._notify(all_=True)
-
-    def _notify(self, all_: bool = False) -> None:
-        n = self.frames_broadcast
-        keep = []
-        for target, fut in self._waiters:
-            if fut.done():
-                continue
-            if all_ or target <= n:
-                fut.set_result(n)
-            else:
-                keep.append((target, fut))
-        self._waiters = keep
-
-    async def _send_malformed(self) -> None:
+    async def _send_malformed(self, malformed: list[tuple[str, int]]) -> None:
         sym = self.recording.symbols[0]
         st = self.market.symbols[sym]
         price = st.last_price or "100.00"
-        kinds, self._pending_malformed = self._pending_malformed, []
-        for kind in kinds:
-            self._malformed_n += 1
-            text = malformed_frame(kind, sym, st.last_ts, st.last_seq, price, self._malformed_n)
-            sent = False
-            for conn in list(self._conns):
-                if conn.topics and not conn.closed:
-                    await self._push(conn, text, True)
-                    sent = True
-            if sent:
-                self.faults_injected["malformed"] += 1
-                self._log_fault("malformed", kind=kind)
+        for kind, n in malformed:
+            text = malformed_frame(kind, sym, st.last_ts, st.last_seq, price, n)
+            if await self.hub.send_to_listeners(text):
+                self.fault_state.malformed_sent(kind)
 
     async def _broadcast(self, outs: list[tuple[str, dict[str, Any]]]) -> None:
-        fp = self.faults
         for topic, payload in outs:
-            subs = self._subs.get(topic)
-            if not subs:
+            if not self.hub.has_subscribers(topic):
                 continue
             if payload["type"] == "delta" and topic.startswith("orderbook."):
-                self.book_deltas_sent += 1
-                k = self.book_deltas_sent
-                if self._pending_gap or (fp.gap_every and k % fp.gap_every == 0):
-                    if self._pending_gap:
-                        self._pending_gap -= 1
-                    self.faults_injected["gap"] += 1
-                    self._log_fault("gap", topic=topic, u=payload["data"]["u"])
+                fault = self.fault_state.book_delta(topic, payload["data"]["u"])
+                if fault == "gap":
                     continue
-                if self._pending_crossed or (fp.crossed_after is not None and not self._crossed_done
-                                             and k > fp.crossed_after):
-                    if self._pending_crossed:
-                        self._pending_crossed -= 1
-                    else:
-                        self._crossed_done = True
+                if fault == "crossed":
                     payload = self._crossed(topic, payload)
-                    self.faults_injected["crossed"] += 1
-                    self._log_fault("crossed", topic=topic, u=payload["data"]["u"])
-            text = _dumps(payload)
-            for conn in list(subs):
-                await self._push(conn, text, True)
+            await self.hub.publish(topic, payload)
 
     def _crossed(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         _, depth, sym = topic.split(".")
@@ -509,327 +303,6 @@ class ExchangeServer:
         out = dict(payload)
         out["data"] = data
         return out
-
-    # ------------------------------------------------------------------ websocket
-    async def _push(self, conn: _Conn, text: str | bytes, data: bool) -> None:
-        if conn.closed:
-            return
-        if data and self.speed == 0:
-            while len(conn.q) >= self.queue_high and not conn.closed:
-                conn.room.clear()
-                await conn.room.wait()
-            if conn.closed:
-                return
-        elif data and len(conn.q) >= self.max_queue:
-            log.warning("ws_slow_consumer_dropped", conn_id=conn.id, queued=len(conn.q))
-            self._drop(conn, fault=False)
-            return
-        conn.q.append((text, data))
-        conn.has_data.set()
-
-    @staticmethod
-    def _wake(conn: _Conn) -> None:
-        conn.has_data.set()
-
-    def _drop(self, conn: _Conn, fault: bool = True) -> None:
-        if conn.closed:
-            return
-        conn.dropped = True
-        conn.abort()
-        conn.room.set()
-        self._unsubscribe_all(conn)
-        if fault:
-            self.faults_injected["drop"] += 1
-            self._drops_done += 1
-            self._log_fault("drop", conn_id=conn.id, data_sent=conn.data_sent)
-
-    def _log_fault(self, fault: str, **kw: Any) -> None:
-        ok, supp = self._rl.allow(fault)
-        if ok:
-            log.info("fault_injected", fault=fault, suppressed=supp, **kw)
-
-    async def _writer(self, conn: _Conn) -> None:
-        fp = self.faults
-        try:
-            while not conn.closed:
-                if not conn.q:
-                    conn.has_data.clear()
-                    await conn.has_data.wait()
-                    continue
-                text, data = conn.q.popleft()
-                if len(conn.q) < self.queue_high:
-                    conn.room.set()
-                if type(text) is str:
-                    await conn.ws.send_str(text)
-                elif isinstance(text, TextBytes):  # a text frame that is not UTF-8 (fault injection)
-                    await conn.ws.send_frame(text, WSMsgType.TEXT)
-                else:
-                    await conn.ws.send_bytes(text)
-                if data:
-                    conn.data_sent += 1
-                    if (fp.drop_after is not None and conn.data_sent >= fp.drop_after
-                            and (fp.drop_repeat or self._drops_done == 0)):
-                        self._drop(conn)
-                        return
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            conn.closed = True
-            conn.room.set()
-        except Exception as exc:  # pragma: no cover - defensive
-            conn.closed = True
-            conn.room.set()
-            log.warning("ws_writer_error", conn_id=conn.id, error=repr(exc))
-
-    def _unsubscribe_all(self, conn: _Conn) -> None:
-        for t in conn.topics:
-            s = self._subs.get(t)
-            if s is not None:
-                s.discard(conn)
-        conn.topics = set()
-
-    async def _h_ws(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20)
-        await ws.prepare(request)
-        conn = _Conn(ws, request, spot=request.path.endswith("/spot"))
-        self._conns.add(conn)
-        conn.task = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
-        log.info("ws_connected", conn_id=conn.id, path=request.path, peer=request.remote)
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self._on_client(conn, msg.data)
-                elif msg.type == WSMsgType.CLOSE:
-                    # stop data at once so our close frame is not queued behind it
-                    conn.closed = True
-                    conn.q.clear()
-                    self._unsubscribe_all(conn)
-                    conn.room.set()
-                    self._wake(conn)
-                    await ws.close()
-                    break
-                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    break
-        finally:
-            conn.closed = True
-            conn.room.set()
-            self._unsubscribe_all(conn)
-            self._conns.discard(conn)
-            self._wake(conn)
-            if conn.task is not None:
-                conn.task.cancel()
-            log.info("ws_disconnected", conn_id=conn.id, data_sent=conn.data_sent, dropped=conn.dropped)
-        return ws
-
-    def _control(self, conn: _Conn, obj: dict[str, Any]) -> None:
-        conn.q.append((_dumps(obj), False))
-        self._wake(conn)
-
-    def _on_client(self, conn: _Conn, text: str) -> None:
-        try:
-            req = orjson.loads(text)
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            self._control(conn, {"success": False, "ret_msg": "error:request not in JSON object format",
-                                 "conn_id": conn.id, "req_id": "", "op": ""})
-            return
-        op = req.get("op")
-        req_id = req.get("req_id", "")
-        req_id = req_id if isinstance(req_id, str) else str(req_id)
-        if op == "ping":
-            if self.stalled and not self._stall_pongs:
-                return
-            pong: dict[str, Any] = {"success": True, "ret_msg": "pong", "conn_id": conn.id, "req_id": req_id,
-                                    "op": "ping"}
-            self._control(conn, pong)
-        elif op in ("subscribe", "unsubscribe"):
-            self._subscription(conn, op, req_id, req.get("args"))
-        else:
-            self._control(conn, {"success": False, "ret_msg": f"error:handler not found,op:{op}",
-                                 "conn_id": conn.id, "req_id": req_id, "op": op if isinstance(op, str) else ""})
-
-    def _subscription(self, conn: _Conn, op: str, req_id: str, args: Any) -> None:
-        ack = {"success": True, "ret_msg": "subscribe" if (conn.spot and op == "subscribe") else "",
-               "conn_id": conn.id, "req_id": req_id, "op": op}
-        if not isinstance(args, list) or not args:
-            ack.update(success=False, ret_msg="error:args must be a non-empty list")
-            self._control(conn, ack)
-            return
-        if len(args) > self.max_args:
-            ack.update(success=False, ret_msg=f"args size >{self.max_args}")
-            self._control(conn, ack)
-            return
-        ok: list[str] = []
-        fail: str | None = None
-        for topic in args:
-            if not isinstance(topic, str):
-                fail = fail or f"error:handler not found,topic:{topic}"
-                continue
-            if op == "subscribe":
-                if topic in self.faults.reject_topics:
-                    self.faults_injected["reject"] += 1
-                    self._log_fault("reject", topic=topic)
-                    fail = fail or f"error:handler not found,topic:{topic}"
-                elif not self.market.valid_topic(topic):
-                    fail = fail or f"error:handler not found,topic:{topic}"
-                elif topic in conn.topics or topic in ok:
-                    fail = fail or f"error:already subscribed,topic:{topic}"
-                else:
-                    ok.append(topic)
-            else:
-                if topic in conn.topics:
-                    ok.append(topic)
-                else:
-                    fail = fail or f"error:not subscribed,topic:{topic}"
-        if fail:
-            ack.update(success=False, ret_msg=fail)
-        self._control(conn, ack)
-        for topic in ok:  # valid topics of a partly failed request still take effect
-            if op == "subscribe":
-                conn.topics.add(topic)
-                self._subs[topic].add(conn)
-                snap = self.market.subscribe_snapshot(topic)
-                if snap is not None:
-                    conn.q.append((_dumps(snap), True))
-            else:
-                conn.topics.discard(topic)
-                self._subs[topic].discard(conn)
-        self._wake(conn)
-        if ok and op == "subscribe" and self._sub_evt is not None:
-            self._sub_evt.set()
-        log.info("ws_" + op, conn_id=conn.id, req_id=req_id, ok=ok, error=fail)
-
-    # ------------------------------------------------------------------ REST
-    def _env(self, result: dict[str, Any], code: int = 0, msg: str = "OK", status: int = 200,
-             headers: dict[str, str] | None = None) -> web.Response:
-        body = {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": self.market.ts}
-        return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
-                            headers=headers)
-
-    def _err(self, msg: str, code: int = 10001) -> web.Response:
-        return self._env({}, code, msg)
-
-    @web.middleware
-    async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith("/v5/market/"):
-            return await handler(request)
-        self.rest_requests += 1
-        if self._rest_fault and self._rest_fault_left > 0:
-            fault = self._rest_fault
-            self._rest_fault_left -= 1
-            self.faults_injected[f"rest_{fault}"] += 1
-            self._log_fault(f"rest_{fault}", path=request.path)
-            if fault == "10006":
-                now = self.market.ts
-                return self._env({}, 10006, "Too many visits!", headers={
-                    "X-Bapi-Limit": "600", "X-Bapi-Limit-Status": "0",
-                    "X-Bapi-Limit-Reset-Timestamp": str(now + 1000)})
-            if fault == "429":
-                return web.Response(status=429, text="Too Many Requests")
-            if fault == "403":
-                return web.Response(status=403, text="403 Forbidden: access too frequent")
-            if fault == "500":
-                return web.Response(status=500, text="500 Internal Server Error")
-            if fault == "slow":
-                await asyncio.sleep(self._rest_slow_s)
-        try:
-            return await handler(request)
-        except _ParamError as e:
-            return self._err(str(e))
-
-    def _category(self, q: Any, default: str | None = None) -> str:
-        cat = q.get("category", default)
-        if cat not in CATEGORIES:
-            raise _ParamError("Illegal category")
-        return cat
-
-    def _int(self, q: Any, name: str, default: int | None, lo: int, hi: int) -> int | None:
-        raw = q.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            v = int(raw)
-        except ValueError:
-            raise _ParamError(f"params error: {name} invalid") from None
-        if not lo <= v <= hi:
-            raise _ParamError(f"params error: {name} out of range [{lo}, {hi}]")
-        return v
-
-    def _symbol(self, q: Any, required: bool = True) -> str | None:
-        sym = q.get("symbol")
-        if not sym:
-            if required:
-                raise _ParamError("params error: symbol invalid")
-            return None
-        if sym not in self.market.symbols:
-            raise _ParamError("params error: symbol invalid")
-        return sym
-
-    async def _h_time(self, request: web.Request) -> web.Response:
-        ms = self.market.ts
-        return self._env({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
-
-    async def _h_instruments(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        limit = self._int(q, "limit", 500, 1, 1000)
-        assert limit is not None
-        cursor = q.get("cursor", "")
-        offset = 0
-        if cursor:
-            try:
-                offset = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("offset="))
-                if offset < 0:
-                    raise ValueError
-            except Exception:
-                return self._err("params error: cursor invalid")
-        rows = [s for s in self.market.instruments] if cat == "linear" else []
-        status = q.get("status")
-        rows = [s for s in rows if (s.status == status if status else s.status == "Trading")]
-        if q.get("symbol"):
-            rows = [s for s in rows if s.symbol == q["symbol"]]
-        if q.get("baseCoin"):
-            rows = [s for s in rows if s.row()["baseCoin"] == q["baseCoin"]]
-        page = rows[offset : offset + limit]
-        nxt = ""
-        if offset + limit < len(rows):
-            nxt = base64.urlsafe_b64encode(f"offset={offset + limit}".encode()).decode()
-        return self._env({"category": cat, "list": [s.row() for s in page], "nextPageCursor": nxt})
-
-    async def _h_orderbook(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q)
-        default = {"spot": 1, "option": 1}.get(cat, 25)
-        limit = self._int(q, "limit", default, 1, 25 if cat == "option" else 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_orderbook(sym, limit))
-
-    async def _h_kline(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q, "linear")
-        sym = self._symbol(q)
-        interval = q.get("interval", "")
-        if not interval.isdigit() or int(interval) not in KLINE_INTERVALS:
-            return self._err("params error: interval invalid")
-        start = self._int(q, "start", None, 0, 1 << 62)
-        end = self._int(q, "end", None, 0, 1 << 62)
-        limit = self._int(q, "limit", 200, 1, 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_klines(cat, sym, int(interval), start, end, limit))
-
-    async def _h_recent_trade(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q)
-        limit = self._int(q, "limit", 60 if cat == "spot" else 500, 1, 60 if cat == "spot" else 1000)
-        assert sym is not None and limit is not None
-        return self._env(self.market.rest_recent_trades(cat, sym, limit))
-
-    async def _h_tickers(self, request: web.Request) -> web.Response:
-        q = request.query
-        cat = self._category(q)
-        sym = self._symbol(q, required=False)
-        return self._env(self.market.rest_tickers(cat, sym))
 
 
 class ExchangeThread:
