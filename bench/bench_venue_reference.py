@@ -8,7 +8,8 @@ latency L for entry and cancel).
 
 Prints one row per (requote mode, L, engine):
 
-* ``fills`` (orders filled; each fill is 1 lot), ``buys/sells``;
+* ``fills`` (orders filled; each fill is 1 lot), ``buys/sells``; ``orders`` placed and ``rej`` of them
+  rejected as post-only (they would have crossed when they reached the book);
 * ``edge``: mean of ``side * (mid - price) / mid`` in bps over the fills, ``mid`` the prevailing mid
   (the last book update stamped strictly before the fill's ms); ``n`` fills with a mid;
 * ``mk1s``: mean 1 s markout, ``side * (mid 1 s after the fill - price) / mid`` in bps (the mid of
@@ -80,6 +81,8 @@ def stats(run: Run, market: Market, mid_ts: np.ndarray, mid: np.ndarray) -> dict
     final_mid = (market.final_bid + market.final_ask) / 2 * tick
     pnl = run.cash(inst) + run.position_lots * inst.qty.step_float * final_mid - run.fees
     return {
+        "orders": run.extra["orders"],
+        "rej": run.extra["rejected"],
         "fills": len(run.fills),
         "buys": run.buys,
         "sells": run.sells,
@@ -103,7 +106,7 @@ def main() -> None:
     mid_ts, mid = mids(market)
     print(f"recording: {len(market.events)} events (depth-50 updates + trades), "
           f"{(market.last_ms - market.first_ms) / 1000:.0f} s; hftbacktest event rows: {len(data)}")
-    head = (f"{'requote':<10}{'L ms':>5}  {'engine':<12}{'fills':>6}{'buys/sells':>12}{'n':>6}{'edge bps':>10}"
+    head = (f"{'requote':<10}{'L ms':>5}  {'engine':<12}{'orders':>7}{'rej':>5}{'fills':>6}{'buys/sells':>12}{'n':>6}{'edge bps':>10}"
             f"{'n':>6}{'mk1s bps':>10}{'fees':>9}{'pnl':>9}{'secs':>7}")
     print(head)
     print("-" * len(head))
@@ -115,7 +118,7 @@ def main() -> None:
                 run = run_fn()
                 secs = time.perf_counter() - t0
                 s = stats(run, market, mid_ts, mid)
-                print(f"{requote:<10}{latency:>5}  {engine:<12}{s['fills']:>6}{s['buys']:>6}/{s['sells']:<5}"
+                print(f"{requote:<10}{latency:>5}  {engine:<12}{s['orders']:>7}{s['rej']:>5}{s['fills']:>6}{s['buys']:>6}/{s['sells']:<5}"
                       f"{s['n_edge']:>6}{s['edge']:>10.3f}{s['n_mk']:>6}{s['mk1s']:>10.3f}{s['fees']:>9.3f}"
                       f"{s['pnl']:>9.3f}{secs:>7.2f}")
     print("(the first hftbacktest row includes numba's compile of the policy)")

@@ -28,6 +28,7 @@ is commented where it is made.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,7 +224,7 @@ def run_paper_venue(market: Market, latency_ms: int, requote: str = "always") ->
             take(venue.on_trade(ev, book))
     fills.sort()
     return Run("mmd", latency_ms, requote, fills, tops, fees,
-               {"rejected": venue.rejected, "orders": venue.next_order_n - 1})
+               {"orders": venue.next_order_n - 1, "rejected": venue.rejected})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def _hbt_policy():
             while values.has_next():
                 o = values.get()
                 if o.status != NEW or o.req != NONE:
-                    continue  # (after a step no request is in flight: L < STEP_MS)
+                    continue  # (none at a step: every request lands within L <= STEP_MS)
                 if o.side == HBT_BUY:
                     if keep and want_bid and o.price_tick == bb and not have_bid:
                         have_bid = True
@@ -486,8 +487,6 @@ def run_hftbacktest(market: Market, latency_ms: int, requote: str = "always", da
 def first_differences(a: list, b: list, n: int = 5) -> list[tuple]:
     """Up to ``n`` items in only one of two sorted lists, as ``(which, item)`` (``which`` 'a' or 'b'),
     earliest first: where two fill lists part."""
-    from collections import Counter
-
     ca, cb = Counter(a), Counter(b)
     only = [("a", x) for x in (ca - cb).elements()] + [("b", x) for x in (cb - ca).elements()]
     only.sort(key=lambda w: w[1])
