@@ -1,0 +1,111 @@
+"""The paper venue against an independent engine: the same quoting policy over the bundled real
+BTCUSDT recording, in mmd's :class:`~daemon.execution.paper.PaperVenue` and in hftbacktest 2.4.4
+(``tests/hbt_reference.py`` has both harnesses and what each choice means). Fill by fill, the two
+must agree: the same exchange ms, side, price and size.
+
+``requote="always"`` cancels and re-posts every step (each order joins the back of the queue, so
+fills come from trades through the queue and from price moves); ``requote="on_change"`` keeps an
+order already at the wanted price (its queue position lives across steps: the queue model and its
+bookkeeping decide the fills).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("hftbacktest", minversion="2.4.4")
+
+from hbt_reference import (  # noqa: E402  (tests/ is on sys.path: pytest's rootdir-relative import)
+    first_differences,
+    hbt_events,
+    load_market,
+    run_hftbacktest,
+    run_paper_venue,
+)
+
+LATENCIES_MS = (0, 20, 100)
+
+# The venue's known differences from hftbacktest (the issue; being fixed in the venue). Emulating
+# hftbacktest's behaviour for exactly these in a scratch subclass of the venue (not kept: it would
+# copy the venue's matching code) made both fill lists equal in all six cases below; "always"
+# needs (1) and (2) only, "on_change" all four.
+_KNOWN = (
+    "(1) a resting order is not filled when the opposite best price moves to/through it without a "
+    "trade print; (2) an order whose entry latency elapsed is activated after the next book update "
+    "is applied, against the later book"
+)
+_KNOWN_QUEUE = (
+    _KNOWN + "; (3) volume traded at our level is forgotten on an unrelated book update and later "
+    "counted again as a cancel; and lots beyond the queue are floor()ed (mmd) where hftbacktest "
+    "rounds them (round(0.81) = 1 lot fills a trade earlier)"
+)
+XFAIL = {
+    # raises=AssertionError: a harness that breaks (any other exception) still fails the test
+    "always": pytest.mark.xfail(strict=False, raises=AssertionError,
+                                reason="PaperVenue differs from hftbacktest: " + _KNOWN),
+    "on_change": pytest.mark.xfail(strict=False, raises=AssertionError,
+                                   reason="PaperVenue differs from hftbacktest: " + _KNOWN_QUEUE),
+}
+
+
+@pytest.fixture(scope="module")
+def market():
+    return load_market()
+
+
+@pytest.fixture(scope="module")
+def hbt_data(market):
+    """The recording as hftbacktest's event array, converted once for every case."""
+    return hbt_events(market)
+
+
+@pytest.fixture(scope="module")
+def hbt(market, hbt_data):
+    """hftbacktest runs by ``(latency_ms, requote)``, each made once. The numba policy compiles on
+    the first run (a few seconds) and is reused by the others."""
+    runs: dict = {}
+
+    def get(latency_ms: int, requote: str):
+        key = (latency_ms, requote)
+        if key not in runs:
+            runs[key] = run_hftbacktest(market, latency_ms, requote, hbt_data)
+        return runs[key]
+
+    return get
+
+
+def test_both_engines_see_the_same_book(market, hbt):
+    """The converter is exact: hftbacktest ends on the recording's final book, and every policy
+    step of both engines sees the same best bid/ask at the same time (so they post the same
+    prices; any fill difference is the venue's)."""
+    assert market.final_bid is not None and market.final_ask is not None
+    for latency in LATENCIES_MS:
+        h = hbt(latency, "always")
+        assert (h.extra["final_bid"], h.extra["final_ask"]) == (market.final_bid, market.final_ask)
+        p = run_paper_venue(market, latency, "always")
+        assert len(h.tops) == len(p.tops) > 3000  # a policy step every 100 ms for ~344 s
+        assert h.tops == p.tops
+        assert all(b is not None and a is not None and b < a for _, b, a in h.tops)
+
+
+def _cases():
+    return [
+        pytest.param(latency, requote, marks=XFAIL[requote], id=f"{requote}-L{latency}ms")
+        for requote in ("always", "on_change")
+        for latency in LATENCIES_MS
+    ]
+
+
+@pytest.mark.parametrize(("latency", "requote"), _cases())
+def test_fills_equal_hftbacktest(market, hbt, latency, requote):
+    h = hbt(latency, requote)
+    p = run_paper_venue(market, latency, requote)
+    assert h.fills, "hftbacktest filled nothing: the run is not a comparison"
+    diff = first_differences(h.fills, p.fills, 6)
+    msg = (
+        f"L={latency} ms, requote={requote}: hftbacktest {len(h.fills)} fills ({h.buys} buys/{h.sells} sells), "
+        f"mmd {len(p.fills)} ({p.buys}/{p.sells}); first differences (ts_ms, side, px, lots): "
+        + "; ".join(f"{'hftbacktest' if w == 'a' else 'mmd'} only {x}" for w, x in diff)
+    )
+    assert p.fills == h.fills, msg
+    assert p.fees == pytest.approx(h.fees, rel=1e-9), msg
