@@ -8,8 +8,8 @@ BTCUSDT recording twice:
   ``PowerProbQueueFunc`` queue model, fed the recording converted to its event array
   (:func:`hbt_events`);
 * through mmd's :class:`~daemon.execution.paper.PaperVenue` (:func:`run_paper_venue`), driven the way
-  ``daemon/runtime/strategy.py`` drives it (``on_book`` after each applied update, ``on_trade`` per
-  trade).
+  the engine and ``daemon/runtime/strategy.py`` drive it (``before_book`` before and ``on_book``
+  after each applied update, ``on_trade`` per trade).
 
 The policy: every ``STEP_MS`` of market time (a grid ``t = k * STEP_MS``; the step at ``t`` sees every
 event stamped ``<= t`` and none stamped later), post a post-only 1-lot bid at the best bid and a
@@ -176,8 +176,8 @@ def _wanted(bid: int | None, ask: int | None, position: int) -> tuple[int | None
 def run_paper_venue(market: Market, latency_ms: int, requote: str = "always") -> Run:
     """The policy driven through :class:`PaperVenue` with ``ConstantLatency(L, L)``.
 
-    The venue is driven as the runtime drives it: each book update is applied to the book and then
-    ``on_book``; each trade goes to ``on_trade``. The policy step at grid time ``t`` runs before the
+    The venue is driven as the runtime drives it: ``before_book`` on the book as it was, then the
+    update is applied and ``on_book``; each trade goes to ``on_trade``. The policy step at grid time ``t`` runs before the
     first event stamped later than ``t`` (so after every event stamped ``<= t``): ``advance(t)``,
     then (``requote="always"``) ``cancel_all``, then ``on_quote``. The venue holds no position: the
     position is the running sum of the fills."""
@@ -218,6 +218,8 @@ def run_paper_venue(market: Market, latency_ms: int, requote: str = "always") ->
             step(t)
             t += STEP_MS
         if isinstance(ev, BookUpdate):
+            if book.live:  # the engine's protocol: due orders reach the book as it was
+                take(venue.before_book(ev.ts_ms, book))
             book.apply(ev)
             take(venue.on_book(book))
         else:

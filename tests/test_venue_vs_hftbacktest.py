@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("hftbacktest", minversion="2.4.4")
-
-from hbt_reference import (  # noqa: E402  (tests/ is on sys.path: pytest's rootdir-relative import)
+from hbt_reference import (  # tests/ is on sys.path (pytest's rootdir-relative import); needs hftbacktest  (tests/ is on sys.path: pytest's rootdir-relative import)
     first_differences,
     hbt_events,
     load_market,
@@ -25,27 +23,9 @@ from hbt_reference import (  # noqa: E402  (tests/ is on sys.path: pytest's root
 
 LATENCIES_MS = (0, 20, 100)
 
-# The venue's known differences from hftbacktest (the issue; being fixed in the venue). Emulating
-# hftbacktest's behaviour for exactly these in a scratch subclass of the venue (not kept: it would
-# copy the venue's matching code) made both fill lists equal in all six cases below; "always"
-# needs (1) and (2) only, "on_change" all four.
-_KNOWN = (
-    "(1) a resting order is not filled when the opposite best price moves to/through it without a "
-    "trade print; (2) an order whose entry latency elapsed is activated after the next book update "
-    "is applied, against the later book"
-)
-_KNOWN_QUEUE = (
-    _KNOWN + "; (3) volume traded at our level is forgotten on an unrelated book update and later "
-    "counted again as a cancel; and lots beyond the queue are floor()ed (mmd) where hftbacktest "
-    "rounds them (round(0.81) = 1 lot fills a trade earlier)"
-)
-XFAIL = {
-    # raises=AssertionError: a harness that breaks (any other exception) still fails the test
-    "always": pytest.mark.xfail(strict=False, raises=AssertionError,
-                                reason="PaperVenue differs from hftbacktest: " + _KNOWN),
-    "on_change": pytest.mark.xfail(strict=False, raises=AssertionError,
-                                   reason="PaperVenue differs from hftbacktest: " + _KNOWN_QUEUE),
-}
+# No xfail: with the venue's fixes (book executions without a print, arrival-time activation
+# through before_book, prints kept until the level changes, lots beyond the queue rounded half away
+# from zero) both engines give the same fills in every case below.
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +70,7 @@ def test_both_engines_see_the_same_book(market, hbt):
 
 def _cases():
     return [
-        pytest.param(latency, requote, marks=XFAIL[requote], id=f"{requote}-L{latency}ms")
+        pytest.param(latency, requote, id=f"{requote}-L{latency}ms")
         for requote in ("always", "on_change")
         for latency in LATENCIES_MS
     ]
