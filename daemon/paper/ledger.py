@@ -109,77 +109,25 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from daemon.core.events import Fill
 from daemon.core.instrument import Instrument
-from daemon.core.risk import RiskEvent
-from daemon.paper.inventory import BookedFill, Inventory, Mark, Markout
-from daemon.paper.venue import Funding, OrderEvent
+from daemon.paper.inventory import BookedFill, Inventory, Mark
+from daemon.paper.ledger_records import (  # KIND_TYPES, QuoteAudit: re-exported
+    KIND_TYPES,
+    RECORD_TYPES,
+    InstrumentRecord,
+    LedgerError,
+    QuoteAudit,
+    ResumeRequest,
+    decode,
+    encode,
+    record_type,
+    row_of,
+)
+from daemon.paper.venue import Funding
 
 APPLICATION_ID = 0x6D6D644C  # "mmdL"
 SCHEMA_VERSION = 1
 
-
-class LedgerError(RuntimeError):
-    """A ledger that cannot be used (message: one line)."""
-
-
-class InstrumentRecord(msgspec.Struct, gc=False):
-    """The trading rules of one symbol, journalled once per run (the report needs the grids)."""
-
-    symbol: str
-    category: str
-    tick_size: str
-    qty_step: str
-    min_qty_lots: int
-    max_qty_lots: int
-    min_notional: float
-    funding_interval_min: int
-    contract_type: str
-
-    @classmethod
-    def of(cls, i: Instrument) -> "InstrumentRecord":
-        return cls(i.symbol, i.category, i.tick_size, i.qty_step, i.min_qty_lots, i.max_qty_lots, i.min_notional,
-                   i.funding_interval_min, i.contract_type)
-
-    def instrument(self) -> Instrument:
-        return Instrument(self.symbol, self.category, self.tick_size, self.qty_step, self.min_qty_lots, self.max_qty_lots,
-                          self.min_notional, self.funding_interval_min, self.contract_type)
-
-
-class ResumeRequest(msgspec.Struct, gc=False):
-    """A manual resume of a tripped risk gate (written by ``mmd resume``). ``run_id`` ``"*"`` = any
-    run. ``wall_ms`` is the operator's wall-clock time (ms)."""
-
-    resume_id: str
-    run_id: str
-    wall_ms: int
-    reason: str = ""
-
-
-class QuoteAudit(msgspec.Struct, gc=False):
-    """One explainable quote decision (``[ops] audit_every_n``): the record built by
-    :func:`daemon.models.quoting.audit_record` (features, p_adverse, sigma, A, kappa, q, r, deltas,
-    raw and final prices, why a side was pulled), journalled as kind ``audit``."""
-
-    audit_id: str
-    symbol: str
-    ts_ms: int
-    record: dict
-
-
-# record type -> (kind, id attribute, symbol getter, ts getter, pos getter)
-_KINDS: dict[type, tuple[str, str]] = {
-    QuoteAudit: ("audit", "audit_id"),
-    BookedFill: ("fill", "fill_id"),
-    OrderEvent: ("order", "event_id"),
-    Funding: ("funding", "funding_id"),
-    Markout: ("markout", "markout_id"),
-    Mark: ("mark", "mark_id"),
-    RiskEvent: ("risk", "risk_id"),
-    ResumeRequest: ("resume", "resume_id"),
-    InstrumentRecord: ("instrument", "symbol"),
-}
-KIND_TYPES: dict[str, type] = {k: t for t, (k, _) in _KINDS.items()}
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
@@ -200,39 +148,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
 ]
 _OUR_TABLES = {"meta", "sessions", "starts", "journal", "batches"}
-
-_enc = msgspec.msgpack.Encoder()
-_decoders = {k: msgspec.msgpack.Decoder(t) for k, t in KIND_TYPES.items()}
-
-
-def decode(kind: str, body: bytes, seq: int | None = None):
-    """Decode one journal body of ``kind`` into its record struct; :class:`LedgerError` (naming the
-    row) for an unknown kind or an undecodable body."""
-    try:
-        return _decoders[kind].decode(body)
-    except KeyError:
-        raise LedgerError(f"journal row {seq}: unknown record kind {kind!r}") from None
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
-        raise LedgerError(f"journal row {seq}: undecodable {kind} record: {e}") from None
-
-
-def _row_of(rec) -> tuple[str, str, str, int, int | None]:
-    """(kind, rec_id, symbol, ts_ms, pos) of a record."""
-    if type(rec) is Fill:
-        raise TypeError("append the BookedFill returned by Inventory.apply_fill, not a raw Fill")
-    try:
-        kind, idattr = _KINDS[type(rec)]
-    except KeyError:
-        raise TypeError(f"cannot journal a {type(rec).__name__}") from None
-    rid = getattr(rec, idattr)
-    if kind == "instrument":
-        rid = f"instrument:{rid}"
-    sym = getattr(rec, "symbol", "*")
-    ts = getattr(rec, "ts_ms", None)
-    if ts is None:
-        ts = getattr(rec, "wall_ms", 0)
-    pos = rec.pos if kind == "mark" and rec.pos >= 0 else None
-    return kind, rid, sym, ts, pos
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,10 +375,10 @@ class Ledger:
             )
             conn.execute("INSERT INTO starts(run_id, wall_ms, pid) VALUES (?,?,?)", (run_id, now, os.getpid()))
             for ins in (instruments or {}).values():
-                kind, rid, sym, ts, pos = _row_of(InstrumentRecord.of(ins))
+                kind, rid, sym, ts, pos = row_of(InstrumentRecord.of(ins))
                 conn.execute(
                     "INSERT OR IGNORE INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, rid, kind, sym, ts, pos, _enc.encode(InstrumentRecord.of(ins))),
+                    (run_id, rid, kind, sym, ts, pos, encode(InstrumentRecord.of(ins))),
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -493,8 +408,8 @@ class Ledger:
         """Queue one record (single producer). O(1), never blocks on disk. Returns its seq.
         Raises ``TypeError`` at once for a record type the journal does not know (e.g. a raw
         ``Fill``: journal the ``BookedFill`` from ``Inventory.apply_fill``)."""
-        if type(rec) not in _KINDS:
-            _row_of(rec)  # raises the explanatory TypeError
+        if type(rec) not in RECORD_TYPES:
+            record_type(rec)  # raises the explanatory TypeError
         self._seq = s = self._seq + 1
         self._q.append((s, rec))
         if len(self._q) >= self.batch_max:
@@ -608,8 +523,8 @@ class Ledger:
             try:
                 rows = []
                 for _, rec in inflight:
-                    kind, rid, sym, ts, pos = _row_of(rec)
-                    rows.append((run_id, rid, kind, sym, ts, pos, _enc.encode(rec)))
+                    kind, rid, sym, ts, pos = row_of(rec)
+                    rows.append((run_id, rid, kind, sym, ts, pos, encode(rec)))
             except TypeError as e:
                 # a programming error: drop the offending records loudly rather than wedge the writer
                 self.error = f"unjournallable record: {e}"
@@ -618,7 +533,7 @@ class Ledger:
                 good = []
                 for s, rec in inflight:
                     try:
-                        _row_of(rec)
+                        row_of(rec)
                         good.append((s, rec))
                     except TypeError:
                         pass
@@ -746,10 +661,10 @@ def write_resume(path: str, run_id: str = "*", reason: str = "", wall_ms: int | 
         conn = _connect(path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            kind, rid, sym, ts, pos = _row_of(req)
+            kind, rid, sym, ts, pos = row_of(req)
             conn.execute(
                 "INSERT INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                (run_id, rid, kind, sym, ts, pos, _enc.encode(req)),
+                (run_id, rid, kind, sym, ts, pos, encode(req)),
             )
             conn.execute("COMMIT")
         finally:
