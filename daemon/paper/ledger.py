@@ -102,16 +102,13 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
 from daemon.core.instrument import Instrument
 from daemon.paper.inventory import BookedFill, Inventory, Mark
-from daemon.paper.ledger_records import (  # KIND_TYPES, QuoteAudit: re-exported
+from daemon.paper.ledger_records import (  # KIND_TYPES, InstrumentRecord, QuoteAudit: re-exported
     KIND_TYPES,
     RECORD_TYPES,
     InstrumentRecord,
@@ -119,115 +116,22 @@ from daemon.paper.ledger_records import (  # KIND_TYPES, QuoteAudit: re-exported
     QuoteAudit,
     ResumeRequest,
     decode,
-    encode,
     record_type,
     row_of,
 )
+from daemon.paper.ledger_schema import (  # APPLICATION_ID, MIGRATIONS, ..., write_resume: re-exported
+    APPLICATION_ID,
+    INSERT_OR_IGNORE,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    connect,
+    journal_row,
+    open_readonly,
+    open_run,
+    validate_file,
+    write_resume,
+)
 from daemon.paper.venue import Funding
-
-APPLICATION_ID = 0x6D6D644C  # "mmdL"
-SCHEMA_VERSION = 1
-
-
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "CREATE TABLE sessions(run_id TEXT PRIMARY KEY, mode TEXT NOT NULL CHECK (mode IN ('live','replay')),"
-            " created_wall_ms INTEGER NOT NULL, meta TEXT NOT NULL)",
-            "CREATE TABLE starts(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, wall_ms INTEGER NOT NULL, pid INTEGER)",
-            "CREATE TABLE journal(seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, rec_id TEXT NOT NULL,"
-            " kind TEXT NOT NULL, symbol TEXT NOT NULL, ts_ms INTEGER NOT NULL, pos INTEGER, body BLOB NOT NULL,"
-            " UNIQUE(run_id, rec_id))",
-            "CREATE INDEX journal_run_kind ON journal(run_id, kind, seq)",
-            "CREATE TABLE batches(batch_id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, first_append INTEGER NOT NULL,"
-            " last_append INTEGER NOT NULL, n_records INTEGER NOT NULL, n_inserted INTEGER NOT NULL)",
-            "INSERT INTO meta(key, value) VALUES ('app', 'mmd-ledger')",
-        ],
-    ),
-]
-_OUR_TABLES = {"meta", "sessions", "starts", "journal", "batches"}
-
-
-# ----------------------------------------------------------------------------------------------
-# validation and schema
-# ----------------------------------------------------------------------------------------------
-
-
-def validate_file(path: str) -> str:
-    """Check ``path`` without modifying it. Returns ``"new"`` (absent / empty / blank SQLite) or
-    ``"ok"`` (an mmd ledger of a supported schema); raises :class:`LedgerError` otherwise."""
-    if not os.path.exists(path):
-        return "new"
-    if os.path.isdir(path):
-        raise LedgerError(f"ledger {path!r}: is a directory")
-    if os.path.getsize(path) == 0:
-        return "new"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise LedgerError(f"ledger {path!r}: cannot read: {e.strerror}") from None
-    if head != b"SQLite format 3\x00":
-        raise LedgerError(f"ledger {path!r}: not an SQLite database (refusing to touch it)")
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    try:
-        c = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as e:
-        raise LedgerError(f"ledger {path!r}: cannot open read-only: {e}") from None
-    try:
-        app = c.execute("PRAGMA application_id").fetchone()[0]
-        ver = c.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if app != APPLICATION_ID:
-            if not tables and app == 0 and ver == 0:
-                return "new"
-            raise LedgerError(
-                f"ledger {path!r}: an SQLite file of another application (application_id={app:#x}, "
-                f"tables={sorted(tables)[:5]}); refusing to use it"
-            )
-        if ver > SCHEMA_VERSION:
-            raise LedgerError(f"ledger {path!r}: schema version {ver} is newer than this mmd ({SCHEMA_VERSION})")
-        if ver >= 1 and not _OUR_TABLES <= tables:
-            raise LedgerError(f"ledger {path!r}: missing tables {sorted(_OUR_TABLES - tables)}; refusing to use it")
-        chk = c.execute("PRAGMA quick_check").fetchall()
-        if [r[0] for r in chk] != ["ok"]:
-            first = " ".join(str(chk[0][0]).split())[:160]
-            raise LedgerError(f"ledger {path!r}: corrupted (quick_check: {first})")
-        return "ok"
-    except sqlite3.DatabaseError as e:
-        raise LedgerError(f"ledger {path!r}: corrupted or not a database: {' '.join(str(e).split())}") from None
-    finally:
-        c.close()
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    ver = conn.execute("PRAGMA user_version").fetchone()[0]
-    for v, stmts in MIGRATIONS:
-        if v <= ver:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for s in stmts:
-                conn.execute(s)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {v}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    c.execute("PRAGMA busy_timeout = 10000")
-    mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise LedgerError(f"ledger {path!r}: cannot enable WAL (journal_mode={mode})")
-    c.execute("PRAGMA synchronous = FULL")
-    return c
-
 
 # ----------------------------------------------------------------------------------------------
 # restore
@@ -359,30 +263,7 @@ class Ledger:
 
             logger = get_logger("ledger")
         self.log = logger
-        try:
-            conn = _connect(path)
-            _migrate(conn)
-            now = int(time.time() * 1000)
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT mode FROM sessions WHERE run_id = ?", (run_id,)).fetchone()
-            if row is not None and row[0] != mode:
-                conn.execute("ROLLBACK")
-                conn.close()
-                raise LedgerError(f"ledger {path!r}: run {run_id!r} exists as a {row[0]} run, not {mode}")
-            conn.execute(
-                "INSERT OR IGNORE INTO sessions(run_id, mode, created_wall_ms, meta) VALUES (?,?,?,?)",
-                (run_id, mode, now, msgspec.json.encode(meta or {}).decode()),
-            )
-            conn.execute("INSERT INTO starts(run_id, wall_ms, pid) VALUES (?,?,?)", (run_id, now, os.getpid()))
-            for ins in (instruments or {}).values():
-                kind, rid, sym, ts, pos = row_of(InstrumentRecord.of(ins))
-                conn.execute(
-                    "INSERT OR IGNORE INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, rid, kind, sym, ts, pos, encode(InstrumentRecord.of(ins))),
-                )
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise LedgerError(f"ledger {path!r}: {e}") from None
+        conn = open_run(path, run_id, mode, meta, instruments)
         self._conn = conn  # reader connection (caller thread)
         self._resume_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
         # writer state
@@ -489,7 +370,7 @@ class Ledger:
 
     def _run(self) -> None:
         try:
-            conn = _connect(self.path)
+            conn = connect(self.path)
         except (sqlite3.Error, LedgerError) as e:
             self.error = f"writer cannot open: {e}"
             self.write_errors += 1
@@ -498,7 +379,6 @@ class Ledger:
         applied_mpc = None
         inflight: list = []
         backoff = self.retry_base_s
-        ins_sql = "INSERT OR IGNORE INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)"
         run_id = self.run_id
         q = self._q
         while True:
@@ -521,10 +401,7 @@ class Ledger:
                 except sqlite3.Error:
                     pass
             try:
-                rows = []
-                for _, rec in inflight:
-                    kind, rid, sym, ts, pos = row_of(rec)
-                    rows.append((run_id, rid, kind, sym, ts, pos, encode(rec)))
+                rows = [journal_row(run_id, rec) for _, rec in inflight]
             except TypeError as e:
                 # a programming error: drop the offending records loudly rather than wedge the writer
                 self.error = f"unjournallable record: {e}"
@@ -542,7 +419,7 @@ class Ledger:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 before = conn.total_changes
-                conn.executemany(ins_sql, rows)
+                conn.executemany(INSERT_OR_IGNORE, rows)
                 inserted = conn.total_changes - before
                 conn.execute(
                     "INSERT INTO batches(run_id, first_append, last_append, n_records, n_inserted) VALUES (?,?,?,?,?)",
@@ -638,37 +515,3 @@ def journal_digest(conn: sqlite3.Connection, run_id: str) -> str:
         h.update(b"\x1e")
     return h.hexdigest()
 
-
-def open_readonly(path: str) -> sqlite3.Connection:
-    """Validate then open an existing ledger read-only (reports). Raises :class:`LedgerError`."""
-    if not os.path.exists(path):
-        raise LedgerError(f"ledger {path!r}: not found")
-    if validate_file(path) != "ok":
-        raise LedgerError(f"ledger {path!r}: empty, not an mmd ledger")
-    return sqlite3.connect("file:" + os.path.abspath(path) + "?mode=ro", uri=True, isolation_level=None)
-
-
-def write_resume(path: str, run_id: str = "*", reason: str = "", wall_ms: int | None = None) -> ResumeRequest:
-    """Append a :class:`ResumeRequest` to an existing ledger (used by ``mmd resume``); a running
-    daemon picks it up with :meth:`Ledger.poll_resumes`, a restarted one through :meth:`Ledger.restore`."""
-    if not os.path.exists(path):
-        raise LedgerError(f"ledger {path!r}: not found")
-    if validate_file(path) != "ok":
-        raise LedgerError(f"ledger {path!r}: empty, not an mmd ledger")
-    wall = int(time.time() * 1000) if wall_ms is None else wall_ms
-    req = ResumeRequest(f"resume:{wall}:{uuid.uuid4().hex[:8]}", run_id, wall, reason)
-    try:
-        conn = _connect(path)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            kind, rid, sym, ts, pos = row_of(req)
-            conn.execute(
-                "INSERT INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                (run_id, rid, kind, sym, ts, pos, encode(req)),
-            )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise LedgerError(f"ledger {path!r}: {e}") from None
-    return req

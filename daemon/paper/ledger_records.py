@@ -7,7 +7,8 @@ record's exact type (``type(rec)``), never by a class name; the ``kind`` strings
 format and must never be renamed. Bodies are msgpack-encoded msgspec structs (exact floats, NaN
 kept); a body is decoded with the type registered for its row's ``kind``.
 
-No SQLite here: :func:`row_of` gives the journal columns of a record, :func:`encode` its body.
+No SQLite here: the columns a record is stored under are built by
+:func:`daemon.paper.ledger_schema.journal_row` from :func:`row_of` and :func:`encode`.
 """
 
 from __future__ import annotations
