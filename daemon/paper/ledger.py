@@ -97,18 +97,16 @@ A restored inventory's equity peak / max drawdown is folded from marks and fills
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from daemon.core.instrument import Instrument
-from daemon.paper.inventory import BookedFill, Inventory, Mark
-from daemon.paper.ledger_records import (  # KIND_TYPES, InstrumentRecord, QuoteAudit: re-exported
+from daemon.paper import ledger_restore
+from daemon.paper.ledger_records import (  # KIND_TYPES, InstrumentRecord, QuoteAudit, decode: re-exported
     KIND_TYPES,
     RECORD_TYPES,
     InstrumentRecord,
@@ -119,6 +117,7 @@ from daemon.paper.ledger_records import (  # KIND_TYPES, InstrumentRecord, Quote
     record_type,
     row_of,
 )
+from daemon.paper.ledger_restore import ResumeCursor, RestoredState, fold_rows, journal_digest  # fold_rows: re-exported
 from daemon.paper.ledger_schema import (  # APPLICATION_ID, MIGRATIONS, ..., write_resume: re-exported
     APPLICATION_ID,
     INSERT_OR_IGNORE,
@@ -131,86 +130,6 @@ from daemon.paper.ledger_schema import (  # APPLICATION_ID, MIGRATIONS, ..., wri
     validate_file,
     write_resume,
 )
-from daemon.paper.venue import Funding
-
-# ----------------------------------------------------------------------------------------------
-# restore
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RestoredState:
-    """What a restart needs, folded from the journal of one run."""
-
-    run_id: str
-    inventory: Inventory
-    instruments: dict[str, Instrument]
-    #: next order counter per symbol (continue ids after the highest journalled order)
-    next_order_n: dict[str, int] = field(default_factory=dict)
-    last_pos: int | None = None
-    last_ts_ms: int = 0
-    risk_tripped: bool = False
-    risk_reason: str = ""
-    risk_since_ms: int = 0
-    records: int = 0
-    last_seq: int = 0
-
-
-def fold_rows(run_id: str, rows, horizons_ms=None) -> RestoredState:
-    """Fold journal rows ``(seq, kind, body)`` (in seq order) of one run into a :class:`RestoredState`."""
-    instruments: dict[str, Instrument] = {}
-    inv = Inventory({}, **({"horizons_ms": horizons_ms} if horizons_ms else {}))
-    st = RestoredState(run_id, inv, instruments)
-    for seq, kind, body in rows:
-        st.records += 1
-        st.last_seq = seq
-        rec = decode(kind, body, seq)
-        if kind in ("fill", "funding", "mark") and rec.symbol not in instruments:
-            raise LedgerError(f"journal row {seq}: {kind} for {rec.symbol} before any instrument record of it")
-        if kind == "instrument":
-            ins = rec.instrument()
-            instruments[rec.symbol] = ins
-            inv.add_instrument(ins)
-            continue
-        if kind in ("fill", "funding", "mark"):
-            _fold_one(inv, rec)
-        elif kind == "order":
-            n = _order_n(rec.order_id)
-            if n is not None and n + 1 > st.next_order_n.get(rec.symbol, 1):
-                st.next_order_n[rec.symbol] = n + 1
-        elif kind == "risk":
-            if rec.kind == "trip":
-                st.risk_tripped, st.risk_reason, st.risk_since_ms = True, rec.detail, rec.ts_ms
-            elif rec.kind == "resume":
-                st.risk_tripped, st.risk_reason = False, ""
-        elif kind == "resume":
-            if rec.run_id in ("*", run_id):
-                st.risk_tripped, st.risk_reason = False, ""
-        if kind == "mark" and rec.pos >= 0:
-            st.last_pos = rec.pos if st.last_pos is None else max(st.last_pos, rec.pos)
-        ts = getattr(rec, "ts_ms", 0)
-        if ts > st.last_ts_ms:
-            st.last_ts_ms = ts
-    return st
-
-
-def _fold_one(inv: Inventory, rec) -> None:
-    if isinstance(rec, BookedFill):
-        inv.apply_fill(rec)
-    elif isinstance(rec, Funding):
-        inv.apply_funding(rec)
-    elif isinstance(rec, Mark):
-        if rec.mid == rec.mid:
-            inv.on_mid(rec.symbol, rec.ts_ms, rec.mid)
-
-
-def _order_n(order_id: str) -> int | None:
-    i = order_id.rfind("-")
-    try:
-        return int(order_id[i + 1 :])
-    except ValueError:
-        return None
-
 
 # ----------------------------------------------------------------------------------------------
 # the ledger
@@ -263,9 +182,8 @@ class Ledger:
 
             logger = get_logger("ledger")
         self.log = logger
-        conn = open_run(path, run_id, mode, meta, instruments)
-        self._conn = conn  # reader connection (caller thread)
-        self._resume_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
+        self._conn = open_run(path, run_id, mode, meta, instruments)  # reader connection (caller thread)
+        self._resumes = ResumeCursor(self._conn, run_id)
         # writer state
         self._q: deque = deque()
         self._seq = 0
@@ -467,51 +385,21 @@ class Ledger:
     def restore(self, run_id: str | None = None) -> RestoredState:
         """Fold the durable journal of ``run_id`` (default: this run) into positions, PnL, order
         counters, risk state and the last event position marker."""
-        rid = run_id or self.run_id
-        rows = self._conn.execute(
-            "SELECT seq, kind, body FROM journal WHERE (run_id = ? AND kind IN "
-            "('instrument','fill','funding','mark','order','risk')) OR (kind = 'resume' AND run_id IN (?, '*')) ORDER BY seq",
-            (rid, rid),
-        )
-        return fold_rows(rid, rows)
+        return ledger_restore.restore(self._conn, run_id or self.run_id)
 
     def last_position_marker(self, run_id: str | None = None) -> int | None:
         """Highest durable event position (``Mark.pos``) of the run, or ``None``."""
-        r = self._conn.execute("SELECT MAX(pos) FROM journal WHERE run_id = ? AND pos IS NOT NULL", (run_id or self.run_id,))
-        return r.fetchone()[0]
+        return ledger_restore.last_position_marker(self._conn, run_id or self.run_id)
 
     def poll_resumes(self) -> list[ResumeRequest]:
         """Resume requests (for this run or ``*``) committed since the last poll or the open."""
-        rows = self._conn.execute(
-            "SELECT seq, body FROM journal WHERE kind = 'resume' AND seq > ? AND run_id IN (?, '*') ORDER BY seq",
-            (self._resume_seq, self.run_id),
-        ).fetchall()
-        if rows:
-            self._resume_seq = rows[-1][0]
-        return [decode("resume", b) for _, b in rows]
+        return self._resumes.poll()
 
     def records(self, kind: str | None = None, run_id: str | None = None) -> list:
         """Decoded durable records of the run (optionally of one kind), in journal order."""
-        rid = run_id or self.run_id
-        if kind is None:
-            cur = self._conn.execute("SELECT kind, body FROM journal WHERE run_id = ? ORDER BY seq", (rid,))
-        else:
-            cur = self._conn.execute("SELECT kind, body FROM journal WHERE run_id = ? AND kind = ? ORDER BY seq", (rid, kind))
-        return [decode(k, b) for k, b in cur]
+        return ledger_restore.read_records(self._conn, run_id or self.run_id, kind)
 
     def journal_digest(self, run_id: str | None = None) -> str:
         """SHA-256 of the run's journal content in order (ids, kinds, times, bodies; not the
         wall-clock session rows): equal digests = equal ledgers."""
         return journal_digest(self._conn, run_id or self.run_id)
-
-
-def journal_digest(conn: sqlite3.Connection, run_id: str) -> str:
-    h = hashlib.sha256()
-    for rid, kind, sym, ts, pos, body in conn.execute(
-        "SELECT rec_id, kind, symbol, ts_ms, pos, body FROM journal WHERE run_id = ? ORDER BY seq", (run_id,)
-    ):
-        h.update(f"{rid}\x1f{kind}\x1f{sym}\x1f{ts}\x1f{pos}\x1f".encode())
-        h.update(body)
-        h.update(b"\x1e")
-    return h.hexdigest()
-
