@@ -13,6 +13,21 @@ the run's journal (instruments, fills, funding, marks, risk/resume records) thro
 :class:`~daemon.paper.inventory.Inventory`, whose fold also ignores duplicate ids. No mutable
 "positions" table exists, so a restart cannot disagree with the journal.
 
+Modules
+-------
+This module is the facade: :class:`Ledger` composes the parts below, and their public names are
+re-exported here (``from daemon.paper.ledger import ...`` is the import for users). The parts:
+
+* :mod:`daemon.paper.ledger_records`: the record types, their registry keyed by class (``kind``,
+  record id) and the msgpack body encoding/decoding.
+* :mod:`daemon.paper.ledger_schema`: the SQLite file: validation, schema and migrations,
+  connections (WAL, ``synchronous=FULL``), opening a run (sessions, starts, instrument records),
+  read-only opening and ``mmd resume``'s write.
+* :mod:`daemon.paper.ledger_writer`: the append queue and the writer thread (batches, durability,
+  backlog, error state and retries).
+* :mod:`daemon.paper.ledger_restore`: reading a run back: the restore fold, resume polling, records,
+  the last position marker and the journal digest.
+
 Runs and sessions
 -----------------
 ``run_id`` names one position book (``sessions`` table, with ``mode`` ``live`` or ``replay``): many
@@ -97,47 +112,64 @@ A restored inventory's equity peak / max drawdown is folded from marks and fills
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 
 from daemon.core.instrument import Instrument
 from daemon.paper import ledger_restore
-from daemon.paper.ledger_records import (  # KIND_TYPES, InstrumentRecord, QuoteAudit, decode: re-exported
-    KIND_TYPES,
-    RECORD_TYPES,
-    InstrumentRecord,
-    LedgerError,
-    QuoteAudit,
-    ResumeRequest,
-    decode,
-    record_type,
-    row_of,
-)
-from daemon.paper.ledger_restore import ResumeCursor, RestoredState, fold_rows, journal_digest  # fold_rows: re-exported
-from daemon.paper.ledger_schema import (  # APPLICATION_ID, MIGRATIONS, ..., write_resume: re-exported
+from daemon.paper.ledger_records import KIND_TYPES, InstrumentRecord, LedgerError, QuoteAudit, ResumeRequest, decode
+from daemon.paper.ledger_restore import ResumeCursor, RestoredState, fold_rows, journal_digest
+from daemon.paper.ledger_schema import (
     APPLICATION_ID,
-    INSERT_OR_IGNORE,
     MIGRATIONS,
     SCHEMA_VERSION,
-    connect,
-    journal_row,
     open_readonly,
     open_run,
     validate_file,
     write_resume,
 )
+from daemon.paper.ledger_writer import JournalWriter
 
-# ----------------------------------------------------------------------------------------------
-# the ledger
-# ----------------------------------------------------------------------------------------------
+__all__ = [
+    "APPLICATION_ID",
+    "KIND_TYPES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "InstrumentRecord",
+    "Ledger",
+    "LedgerError",
+    "QuoteAudit",
+    "RestoredState",
+    "ResumeRequest",
+    "decode",
+    "fold_rows",
+    "journal_digest",
+    "open_readonly",
+    "validate_file",
+    "write_resume",
+]
+
+
+def _writer_state(name: str, doc: str, settable: bool = False) -> property:
+    """A property of :class:`Ledger` reading (and, if ``settable``, setting) the writer's ``name``."""
+
+    def get(self: "Ledger"):
+        return getattr(self._writer, name)
+
+    def set_(self: "Ledger", value) -> None:
+        setattr(self._writer, name, value)
+
+    return property(get, set_ if settable else None, doc=doc)
 
 
 class Ledger:
-    """See the module docstring. Build with :meth:`Ledger.open`."""
+    """See the module docstring. Build with :meth:`Ledger.open`: a reader connection (caller
+    thread, durable rows only) plus a :class:`~daemon.paper.ledger_writer.JournalWriter` (the append
+    queue and its thread), whose state is read through the properties below."""
+
+    _conn: sqlite3.Connection  # reader connection (caller thread)
+    _resumes: ResumeCursor
+    _writer: JournalWriter
 
     def __init__(self) -> None:  # use Ledger.open
         self.path = ""
@@ -172,106 +204,65 @@ class Ledger:
         self.path = path
         self.run_id = run_id
         self.mode = mode
-        self.batch_max = batch_max
-        self.flush_interval_s = flush_interval_ms / 1000.0
-        self.retry_base_s = retry_base_ms / 1000.0
-        self.max_backlog = max_backlog if max_backlog is not None else 8 * batch_max
-        self.on_durable = on_durable
         if logger is None:
             from daemon.logging import get_logger
 
             logger = get_logger("ledger")
         self.log = logger
-        self._conn = open_run(path, run_id, mode, meta, instruments)  # reader connection (caller thread)
+        self._conn = open_run(path, run_id, mode, meta, instruments)
         self._resumes = ResumeCursor(self._conn, run_id)
-        # writer state
-        self._q: deque = deque()
-        self._seq = 0
-        self.durable_seq = 0
-        self.error: str | None = None
-        self.write_errors = 0
-        self.batches = 0
-        self.records_written = 0
-        self._max_page_count = _max_page_count
-        self._stop = False
-        self._flush_req = False
-        self._wake = threading.Event()
-        self._cond = threading.Condition()
-        self._writer = threading.Thread(target=self._run, name=f"ledger-writer:{os.path.basename(path)}", daemon=True)
+        self._writer = JournalWriter(
+            path,
+            run_id,
+            batch_max=batch_max,
+            flush_interval_s=flush_interval_ms / 1000.0,
+            retry_base_s=retry_base_ms / 1000.0,
+            max_backlog=max_backlog if max_backlog is not None else 8 * batch_max,
+            on_durable=on_durable,
+            logger=logger,
+            max_page_count=_max_page_count,
+        )
         self._writer.start()
         return self
 
-    # -- hot path ----------------------------------------------------------------------------
+    # -- hot path and writer state (see daemon.paper.ledger_writer) --------------------------------
 
     def append(self, rec) -> int:
         """Queue one record (single producer). O(1), never blocks on disk. Returns its seq.
         Raises ``TypeError`` at once for a record type the journal does not know (e.g. a raw
         ``Fill``: journal the ``BookedFill`` from ``Inventory.apply_fill``)."""
-        if type(rec) not in RECORD_TYPES:
-            record_type(rec)  # raises the explanatory TypeError
-        self._seq = s = self._seq + 1
-        self._q.append((s, rec))
-        if len(self._q) >= self.batch_max:
-            self._wake.set()
-        return s
+        return self._writer.append(rec)
 
-    @property
-    def appended_seq(self) -> int:
-        return self._seq
-
-    @property
-    def backlog(self) -> int:
-        """Records appended but not yet durable."""
-        return self._seq - self.durable_seq
-
-    @property
-    def healthy(self) -> bool:
-        return self.error is None
-
-    @property
-    def problem(self) -> str | None:
+    appended_seq = _writer_state("appended_seq", "Seq of the last record appended.")
+    durable_seq = _writer_state("durable_seq", "Highest seq committed (fsynced).")
+    backlog = _writer_state("backlog", "Records appended but not yet durable.")
+    max_backlog = _writer_state("max_backlog", "The bound on ``backlog`` (records) above which ``problem`` is set.")
+    batch_max = _writer_state("batch_max", "Most records per writer transaction.")
+    error = _writer_state("error", "The writer's error (``None`` = healthy; the risk gate and metrics read it).")
+    write_errors = _writer_state("write_errors", "Failed writer opens/commits and dropped bad records so far.")
+    batches = _writer_state("batches", "Transactions committed so far.")
+    records_written = _writer_state("records_written", "Records inserted so far (duplicate ids not counted).")
+    healthy = _writer_state("healthy", "The writer is not in an error state.")
+    problem = _writer_state(
+        "problem",
         """``None`` when healthy; else why quoting should pause: the writer's error, or a backlog of
         non-durable records above ``max_backlog`` (pass it to ``RiskGate.check(ledger_error=...)``:
-        no new fills while the not-yet-durable window exceeds its bound)."""
-        if self.error is not None:
-            return self.error
-        b = self._seq - self.durable_seq
-        if b > self.max_backlog:
-            return f"ledger backlog {b} records > {self.max_backlog}"
-        return None
+        no new fills while the not-yet-durable window exceeds its bound).""",
+    )
+    _max_page_count = _writer_state("max_page_count", "Test hook (settable): the writer connection's "
+                                    "``PRAGMA max_page_count``, a full disk.", settable=True)
 
     # -- durability ----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until every record appended so far is committed. False on timeout (e.g. the
         writer is in an error state: the records stay queued and are retried)."""
-        target = self._seq
-        if self.durable_seq >= target:
-            return True
-        self._flush_req = True
-        self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self.durable_seq < target:
-                if not self._writer.is_alive():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(0.05 if left is None else min(left, 0.05))
-        return True
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Drain and commit the queue, stop the writer, close. False if records were left
         uncommitted (writer in error state past ``timeout``)."""
-        if getattr(self, "_closed", False):
-            return True
-        ok = self.flush(timeout)
-        self._give_up = not ok
-        self._stop = True
-        self._wake.set()
-        self._writer.join(timeout=5.0)
-        self._closed = True
+        ok = self._writer.close(timeout)
         try:
             self._conn.close()
         except sqlite3.Error:
@@ -284,103 +275,7 @@ class Ledger:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- writer thread -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            conn = connect(self.path)
-        except (sqlite3.Error, LedgerError) as e:
-            self.error = f"writer cannot open: {e}"
-            self.write_errors += 1
-            self.log.error("ledger_writer_open_failed", error=str(e))
-            return
-        applied_mpc = None
-        inflight: list = []
-        backoff = self.retry_base_s
-        run_id = self.run_id
-        q = self._q
-        while True:
-            if not inflight:
-                if len(q) < self.batch_max and not self._flush_req and not self._stop:
-                    self._wake.wait(self.flush_interval_s)
-                    self._wake.clear()
-                n = min(len(q), self.batch_max)
-                for _ in range(n):
-                    inflight.append(q.popleft())
-                if not inflight:
-                    self._flush_req = False
-                    if self._stop:
-                        break
-                    continue
-            if self._max_page_count != applied_mpc and self._max_page_count is not None:
-                try:
-                    conn.execute(f"PRAGMA max_page_count = {int(self._max_page_count)}")
-                    applied_mpc = self._max_page_count
-                except sqlite3.Error:
-                    pass
-            try:
-                rows = [journal_row(run_id, rec) for _, rec in inflight]
-            except TypeError as e:
-                # a programming error: drop the offending records loudly rather than wedge the writer
-                self.error = f"unjournallable record: {e}"
-                self.write_errors += 1
-                self.log.error("ledger_bad_record", error=str(e))
-                good = []
-                for s, rec in inflight:
-                    try:
-                        row_of(rec)
-                        good.append((s, rec))
-                    except TypeError:
-                        pass
-                inflight = good
-                continue
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                before = conn.total_changes
-                conn.executemany(INSERT_OR_IGNORE, rows)
-                inserted = conn.total_changes - before
-                conn.execute(
-                    "INSERT INTO batches(run_id, first_append, last_append, n_records, n_inserted) VALUES (?,?,?,?,?)",
-                    (run_id, inflight[0][0], inflight[-1][0], len(rows), inserted),
-                )
-                conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                self.write_errors += 1
-                if self.error is None:
-                    self.log.error("ledger_write_failed", error=str(e), queued=len(q) + len(inflight))
-                self.error = f"{type(e).__name__}: {e}"
-                if self._stop and self._give_up:
-                    break
-                self._wake.wait(backoff)
-                self._wake.clear()
-                backoff = min(backoff * 2, 2.0)
-                continue
-            if self.error is not None:
-                self.log.info("ledger_write_recovered", after_errors=self.write_errors)
-            self.error = None
-            backoff = self.retry_base_s
-            self.batches += 1
-            self.records_written += inserted
-            last = inflight[-1][0]
-            inflight = []
-            with self._cond:
-                self.durable_seq = last
-                self._cond.notify_all()
-            cb = self.on_durable
-            if cb is not None:
-                try:
-                    cb(last)
-                except Exception as e:  # a callback bug must not kill the writer
-                    self.log.error("ledger_on_durable_failed", error=str(e))
-        conn.close()
-
-    _give_up = False
-
-    # -- reads (caller thread, durable rows only) ------------------------------------------------
+    # -- reads (caller thread, durable rows only; see daemon.paper.ledger_restore) ---------------
 
     def restore(self, run_id: str | None = None) -> RestoredState:
         """Fold the durable journal of ``run_id`` (default: this run) into positions, PnL, order
