@@ -13,6 +13,21 @@ the run's journal (instruments, fills, funding, marks, risk/resume records) thro
 :class:`~daemon.paper.inventory.Inventory`, whose fold also ignores duplicate ids. No mutable
 "positions" table exists, so a restart cannot disagree with the journal.
 
+Modules
+-------
+This module is the facade: :class:`Ledger` composes the parts below, and their public names are
+re-exported here (``from daemon.paper.ledger import ...`` is the import for users). The parts:
+
+* :mod:`daemon.paper.ledger_records`: the record types, their registry keyed by class (``kind``,
+  record id) and the msgpack body encoding/decoding.
+* :mod:`daemon.paper.ledger_schema`: the SQLite file: validation, schema and migrations,
+  connections (WAL, ``synchronous=FULL``), opening a run (sessions, starts, instrument records),
+  read-only opening and ``mmd resume``'s write.
+* :mod:`daemon.paper.ledger_writer`: the append queue and the writer thread (batches, durability,
+  backlog, error state and retries).
+* :mod:`daemon.paper.ledger_restore`: reading a run back: the restore fold, resume polling, records,
+  the last position marker and the journal digest.
+
 Runs and sessions
 -----------------
 ``run_id`` names one position book (``sessions`` table, with ``mode`` ``live`` or ``replay``): many
@@ -76,8 +91,8 @@ Engine API
     st = led.restore()                 # RestoredState (durable rows only: call it right after open):
                                        #   st.inventory (Inventory), st.next_order_n[sym], st.risk_tripped,
                                        #   st.risk_reason, st.risk_since_ms, st.last_pos
-    PaperVenue(ins, ..., next_order_n=st.next_order_n.get(sym, 1),
-               position_lots=st.inventory.books[sym].position_lots)
+    paper_venue(cfg.venue, ins, next_order_n=st.next_order_n.get(sym, 1))   # daemon/runtime: the
+                                       #   account st.inventory is the one owner of position
     seq = led.append(record)           # hot path: a deque append; returns the record's seq. Records:
                                        #   BookedFill (from Inventory.apply_fill), OrderEvent, Funding,
                                        #   Markout, Mark, RiskEvent
@@ -97,309 +112,64 @@ A restored inventory's equity peak / max drawdown is folded from marks and fills
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sqlite3
-import threading
-import time
-import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import msgspec
-
-from daemon.core.events import Fill
 from daemon.core.instrument import Instrument
-from daemon.risk import RiskEvent
-from daemon.paper.inventory import BookedFill, Funding, Inventory, Mark, Markout
-from daemon.execution.protocol import OrderEvent
+from daemon.paper import ledger_restore
+from daemon.paper.ledger_records import KIND_TYPES, InstrumentRecord, LedgerError, QuoteAudit, ResumeRequest, decode
+from daemon.paper.ledger_restore import ResumeCursor, RestoredState, fold_rows, journal_digest
+from daemon.paper.ledger_schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    open_readonly,
+    open_run,
+    validate_file,
+    write_resume,
+)
+from daemon.paper.ledger_writer import JournalWriter
 
-APPLICATION_ID = 0x6D6D644C  # "mmdL"
-SCHEMA_VERSION = 1
-
-
-class LedgerError(RuntimeError):
-    """A ledger that cannot be used (message: one line)."""
-
-
-class InstrumentRecord(msgspec.Struct, gc=False):
-    """The trading rules of one symbol, journalled once per run (the report needs the grids)."""
-
-    symbol: str
-    category: str
-    tick_size: str
-    qty_step: str
-    min_qty_lots: int
-    max_qty_lots: int
-    min_notional: float
-    funding_interval_min: int
-    contract_type: str
-
-    @classmethod
-    def of(cls, i: Instrument) -> "InstrumentRecord":
-        return cls(i.symbol, i.category, i.tick_size, i.qty_step, i.min_qty_lots, i.max_qty_lots, i.min_notional,
-                   i.funding_interval_min, i.contract_type)
-
-    def instrument(self) -> Instrument:
-        return Instrument(self.symbol, self.category, self.tick_size, self.qty_step, self.min_qty_lots, self.max_qty_lots,
-                          self.min_notional, self.funding_interval_min, self.contract_type)
-
-
-class ResumeRequest(msgspec.Struct, gc=False):
-    """A manual resume of a tripped risk gate (written by ``mmd resume``). ``run_id`` ``"*"`` = any
-    run. ``wall_ms`` is the operator's wall-clock time (ms)."""
-
-    resume_id: str
-    run_id: str
-    wall_ms: int
-    reason: str = ""
-
-
-class QuoteAudit(msgspec.Struct, gc=False):
-    """One explainable quote decision (``[ops] audit_every_n``): the record built by
-    :func:`daemon.models.quoting.audit_record` (features, p_adverse, sigma, A, kappa, q, r, deltas,
-    raw and final prices, why a side was pulled), journalled as kind ``audit``."""
-
-    audit_id: str
-    symbol: str
-    ts_ms: int
-    record: dict
-
-
-# record type -> (kind, id attribute, symbol getter, ts getter, pos getter)
-_KINDS: dict[type, tuple[str, str]] = {
-    QuoteAudit: ("audit", "audit_id"),
-    BookedFill: ("fill", "fill_id"),
-    OrderEvent: ("order", "event_id"),
-    Funding: ("funding", "funding_id"),
-    Markout: ("markout", "markout_id"),
-    Mark: ("mark", "mark_id"),
-    RiskEvent: ("risk", "risk_id"),
-    ResumeRequest: ("resume", "resume_id"),
-    InstrumentRecord: ("instrument", "symbol"),
-}
-KIND_TYPES: dict[str, type] = {k: t for t, (k, _) in _KINDS.items()}
-
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "CREATE TABLE sessions(run_id TEXT PRIMARY KEY, mode TEXT NOT NULL CHECK (mode IN ('live','replay')),"
-            " created_wall_ms INTEGER NOT NULL, meta TEXT NOT NULL)",
-            "CREATE TABLE starts(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, wall_ms INTEGER NOT NULL, pid INTEGER)",
-            "CREATE TABLE journal(seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, rec_id TEXT NOT NULL,"
-            " kind TEXT NOT NULL, symbol TEXT NOT NULL, ts_ms INTEGER NOT NULL, pos INTEGER, body BLOB NOT NULL,"
-            " UNIQUE(run_id, rec_id))",
-            "CREATE INDEX journal_run_kind ON journal(run_id, kind, seq)",
-            "CREATE TABLE batches(batch_id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, first_append INTEGER NOT NULL,"
-            " last_append INTEGER NOT NULL, n_records INTEGER NOT NULL, n_inserted INTEGER NOT NULL)",
-            "INSERT INTO meta(key, value) VALUES ('app', 'mmd-ledger')",
-        ],
-    ),
+__all__ = [
+    "APPLICATION_ID",
+    "KIND_TYPES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "InstrumentRecord",
+    "Ledger",
+    "LedgerError",
+    "QuoteAudit",
+    "RestoredState",
+    "ResumeRequest",
+    "decode",
+    "fold_rows",
+    "journal_digest",
+    "open_readonly",
+    "validate_file",
+    "write_resume",
 ]
-_OUR_TABLES = {"meta", "sessions", "starts", "journal", "batches"}
-
-_enc = msgspec.msgpack.Encoder()
-_decoders = {k: msgspec.msgpack.Decoder(t) for k, t in KIND_TYPES.items()}
 
 
-def decode(kind: str, body: bytes, seq: int | None = None):
-    """Decode one journal body of ``kind`` into its record struct; :class:`LedgerError` (naming the
-    row) for an unknown kind or an undecodable body."""
-    try:
-        return _decoders[kind].decode(body)
-    except KeyError:
-        raise LedgerError(f"journal row {seq}: unknown record kind {kind!r}") from None
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
-        raise LedgerError(f"journal row {seq}: undecodable {kind} record: {e}") from None
+def _writer_state(name: str, doc: str, settable: bool = False) -> property:
+    """A property of :class:`Ledger` reading (and, if ``settable``, setting) the writer's ``name``."""
 
+    def get(self: "Ledger"):
+        return getattr(self._writer, name)
 
-def _row_of(rec) -> tuple[str, str, str, int, int | None]:
-    """(kind, rec_id, symbol, ts_ms, pos) of a record."""
-    if type(rec) is Fill:
-        raise TypeError("append the BookedFill returned by Inventory.apply_fill, not a raw Fill")
-    try:
-        kind, idattr = _KINDS[type(rec)]
-    except KeyError:
-        raise TypeError(f"cannot journal a {type(rec).__name__}") from None
-    rid = getattr(rec, idattr)
-    if kind == "instrument":
-        rid = f"instrument:{rid}"
-    sym = getattr(rec, "symbol", "*")
-    ts = getattr(rec, "ts_ms", None)
-    if ts is None:
-        ts = getattr(rec, "wall_ms", 0)
-    pos = rec.pos if kind == "mark" and rec.pos >= 0 else None
-    return kind, rid, sym, ts, pos
+    def set_(self: "Ledger", value) -> None:
+        setattr(self._writer, name, value)
 
-
-# ----------------------------------------------------------------------------------------------
-# validation and schema
-# ----------------------------------------------------------------------------------------------
-
-
-def validate_file(path: str) -> str:
-    """Check ``path`` without modifying it. Returns ``"new"`` (absent / empty / blank SQLite) or
-    ``"ok"`` (an mmd ledger of a supported schema); raises :class:`LedgerError` otherwise."""
-    if not os.path.exists(path):
-        return "new"
-    if os.path.isdir(path):
-        raise LedgerError(f"ledger {path!r}: is a directory")
-    if os.path.getsize(path) == 0:
-        return "new"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise LedgerError(f"ledger {path!r}: cannot read: {e.strerror}") from None
-    if head != b"SQLite format 3\x00":
-        raise LedgerError(f"ledger {path!r}: not an SQLite database (refusing to touch it)")
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    try:
-        c = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as e:
-        raise LedgerError(f"ledger {path!r}: cannot open read-only: {e}") from None
-    try:
-        app = c.execute("PRAGMA application_id").fetchone()[0]
-        ver = c.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if app != APPLICATION_ID:
-            if not tables and app == 0 and ver == 0:
-                return "new"
-            raise LedgerError(
-                f"ledger {path!r}: an SQLite file of another application (application_id={app:#x}, "
-                f"tables={sorted(tables)[:5]}); refusing to use it"
-            )
-        if ver > SCHEMA_VERSION:
-            raise LedgerError(f"ledger {path!r}: schema version {ver} is newer than this mmd ({SCHEMA_VERSION})")
-        if ver >= 1 and not _OUR_TABLES <= tables:
-            raise LedgerError(f"ledger {path!r}: missing tables {sorted(_OUR_TABLES - tables)}; refusing to use it")
-        chk = c.execute("PRAGMA quick_check").fetchall()
-        if [r[0] for r in chk] != ["ok"]:
-            first = " ".join(str(chk[0][0]).split())[:160]
-            raise LedgerError(f"ledger {path!r}: corrupted (quick_check: {first})")
-        return "ok"
-    except sqlite3.DatabaseError as e:
-        raise LedgerError(f"ledger {path!r}: corrupted or not a database: {' '.join(str(e).split())}") from None
-    finally:
-        c.close()
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    ver = conn.execute("PRAGMA user_version").fetchone()[0]
-    for v, stmts in MIGRATIONS:
-        if v <= ver:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for s in stmts:
-                conn.execute(s)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {v}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    c.execute("PRAGMA busy_timeout = 10000")
-    mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise LedgerError(f"ledger {path!r}: cannot enable WAL (journal_mode={mode})")
-    c.execute("PRAGMA synchronous = FULL")
-    return c
-
-
-# ----------------------------------------------------------------------------------------------
-# restore
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RestoredState:
-    """What a restart needs, folded from the journal of one run."""
-
-    run_id: str
-    inventory: Inventory
-    instruments: dict[str, Instrument]
-    #: next order counter per symbol (continue ids after the highest journalled order)
-    next_order_n: dict[str, int] = field(default_factory=dict)
-    last_pos: int | None = None
-    last_ts_ms: int = 0
-    risk_tripped: bool = False
-    risk_reason: str = ""
-    risk_since_ms: int = 0
-    records: int = 0
-    last_seq: int = 0
-
-
-def fold_rows(run_id: str, rows, horizons_ms=None) -> RestoredState:
-    """Fold journal rows ``(seq, kind, body)`` (in seq order) of one run into a :class:`RestoredState`."""
-    instruments: dict[str, Instrument] = {}
-    inv = Inventory({}, **({"horizons_ms": horizons_ms} if horizons_ms else {}))
-    st = RestoredState(run_id, inv, instruments)
-    for seq, kind, body in rows:
-        st.records += 1
-        st.last_seq = seq
-        rec = decode(kind, body, seq)
-        if kind in ("fill", "funding", "mark") and rec.symbol not in instruments:
-            raise LedgerError(f"journal row {seq}: {kind} for {rec.symbol} before any instrument record of it")
-        if kind == "instrument":
-            ins = rec.instrument()
-            instruments[rec.symbol] = ins
-            inv.add_instrument(ins)
-            continue
-        if kind in ("fill", "funding", "mark"):
-            _fold_one(inv, rec)
-        elif kind == "order":
-            n = _order_n(rec.order_id)
-            if n is not None and n + 1 > st.next_order_n.get(rec.symbol, 1):
-                st.next_order_n[rec.symbol] = n + 1
-        elif kind == "risk":
-            if rec.kind == "trip":
-                st.risk_tripped, st.risk_reason, st.risk_since_ms = True, rec.detail, rec.ts_ms
-            elif rec.kind == "resume":
-                st.risk_tripped, st.risk_reason = False, ""
-        elif kind == "resume":
-            if rec.run_id in ("*", run_id):
-                st.risk_tripped, st.risk_reason = False, ""
-        if kind == "mark" and rec.pos >= 0:
-            st.last_pos = rec.pos if st.last_pos is None else max(st.last_pos, rec.pos)
-        ts = getattr(rec, "ts_ms", 0)
-        if ts > st.last_ts_ms:
-            st.last_ts_ms = ts
-    return st
-
-
-def _fold_one(inv: Inventory, rec) -> None:
-    if isinstance(rec, BookedFill):
-        inv.apply_fill(rec)
-    elif isinstance(rec, Funding):
-        inv.apply_funding(rec)
-    elif isinstance(rec, Mark):
-        if rec.mid == rec.mid:
-            inv.on_mid(rec.symbol, rec.ts_ms, rec.mid)
-
-
-def _order_n(order_id: str) -> int | None:
-    i = order_id.rfind("-")
-    try:
-        return int(order_id[i + 1 :])
-    except ValueError:
-        return None
-
-
-# ----------------------------------------------------------------------------------------------
-# the ledger
-# ----------------------------------------------------------------------------------------------
+    return property(get, set_ if settable else None, doc=doc)
 
 
 class Ledger:
-    """See the module docstring. Build with :meth:`Ledger.open`."""
+    """See the module docstring. Build with :meth:`Ledger.open`: a reader connection (caller
+    thread, durable rows only) plus a :class:`~daemon.paper.ledger_writer.JournalWriter` (the append
+    queue and its thread), whose state is read through the properties below."""
+
+    _conn: sqlite3.Connection  # reader connection (caller thread)
+    _resumes: ResumeCursor
+    _writer: JournalWriter
 
     def __init__(self) -> None:  # use Ledger.open
         self.path = ""
@@ -434,130 +204,65 @@ class Ledger:
         self.path = path
         self.run_id = run_id
         self.mode = mode
-        self.batch_max = batch_max
-        self.flush_interval_s = flush_interval_ms / 1000.0
-        self.retry_base_s = retry_base_ms / 1000.0
-        self.max_backlog = max_backlog if max_backlog is not None else 8 * batch_max
-        self.on_durable = on_durable
         if logger is None:
             from daemon.logging import get_logger
 
             logger = get_logger("ledger")
         self.log = logger
-        try:
-            conn = _connect(path)
-            _migrate(conn)
-            now = int(time.time() * 1000)
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT mode FROM sessions WHERE run_id = ?", (run_id,)).fetchone()
-            if row is not None and row[0] != mode:
-                conn.execute("ROLLBACK")
-                conn.close()
-                raise LedgerError(f"ledger {path!r}: run {run_id!r} exists as a {row[0]} run, not {mode}")
-            conn.execute(
-                "INSERT OR IGNORE INTO sessions(run_id, mode, created_wall_ms, meta) VALUES (?,?,?,?)",
-                (run_id, mode, now, msgspec.json.encode(meta or {}).decode()),
-            )
-            conn.execute("INSERT INTO starts(run_id, wall_ms, pid) VALUES (?,?,?)", (run_id, now, os.getpid()))
-            for ins in (instruments or {}).values():
-                kind, rid, sym, ts, pos = _row_of(InstrumentRecord.of(ins))
-                conn.execute(
-                    "INSERT OR IGNORE INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, rid, kind, sym, ts, pos, _enc.encode(InstrumentRecord.of(ins))),
-                )
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise LedgerError(f"ledger {path!r}: {e}") from None
-        self._conn = conn  # reader connection (caller thread)
-        self._resume_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]
-        # writer state
-        self._q: deque = deque()
-        self._seq = 0
-        self.durable_seq = 0
-        self.error: str | None = None
-        self.write_errors = 0
-        self.batches = 0
-        self.records_written = 0
-        self._max_page_count = _max_page_count
-        self._stop = False
-        self._flush_req = False
-        self._wake = threading.Event()
-        self._cond = threading.Condition()
-        self._writer = threading.Thread(target=self._run, name=f"ledger-writer:{os.path.basename(path)}", daemon=True)
+        self._conn = open_run(path, run_id, mode, meta, instruments)
+        self._resumes = ResumeCursor(self._conn, run_id)
+        self._writer = JournalWriter(
+            path,
+            run_id,
+            batch_max=batch_max,
+            flush_interval_s=flush_interval_ms / 1000.0,
+            retry_base_s=retry_base_ms / 1000.0,
+            max_backlog=max_backlog if max_backlog is not None else 8 * batch_max,
+            on_durable=on_durable,
+            logger=logger,
+            max_page_count=_max_page_count,
+        )
         self._writer.start()
         return self
 
-    # -- hot path ----------------------------------------------------------------------------
+    # -- hot path and writer state (see daemon.paper.ledger_writer) --------------------------------
 
     def append(self, rec) -> int:
         """Queue one record (single producer). O(1), never blocks on disk. Returns its seq.
         Raises ``TypeError`` at once for a record type the journal does not know (e.g. a raw
         ``Fill``: journal the ``BookedFill`` from ``Inventory.apply_fill``)."""
-        if type(rec) not in _KINDS:
-            _row_of(rec)  # raises the explanatory TypeError
-        self._seq = s = self._seq + 1
-        self._q.append((s, rec))
-        if len(self._q) >= self.batch_max:
-            self._wake.set()
-        return s
+        return self._writer.append(rec)
 
-    @property
-    def appended_seq(self) -> int:
-        return self._seq
-
-    @property
-    def backlog(self) -> int:
-        """Records appended but not yet durable."""
-        return self._seq - self.durable_seq
-
-    @property
-    def healthy(self) -> bool:
-        return self.error is None
-
-    @property
-    def problem(self) -> str | None:
+    appended_seq = _writer_state("appended_seq", "Seq of the last record appended.")
+    durable_seq = _writer_state("durable_seq", "Highest seq committed (fsynced).")
+    backlog = _writer_state("backlog", "Records appended but not yet durable.")
+    max_backlog = _writer_state("max_backlog", "The bound on ``backlog`` (records) above which ``problem`` is set.")
+    batch_max = _writer_state("batch_max", "Most records per writer transaction.")
+    error = _writer_state("error", "The writer's error (``None`` = healthy; the risk gate and metrics read it).")
+    write_errors = _writer_state("write_errors", "Failed writer opens/commits and dropped bad records so far.")
+    batches = _writer_state("batches", "Transactions committed so far.")
+    records_written = _writer_state("records_written", "Records inserted so far (duplicate ids not counted).")
+    healthy = _writer_state("healthy", "The writer is not in an error state.")
+    problem = _writer_state(
+        "problem",
         """``None`` when healthy; else why quoting should pause: the writer's error, or a backlog of
         non-durable records above ``max_backlog`` (pass it to ``RiskGate.check(ledger_error=...)``:
-        no new fills while the not-yet-durable window exceeds its bound)."""
-        if self.error is not None:
-            return self.error
-        b = self._seq - self.durable_seq
-        if b > self.max_backlog:
-            return f"ledger backlog {b} records > {self.max_backlog}"
-        return None
+        no new fills while the not-yet-durable window exceeds its bound).""",
+    )
+    _max_page_count = _writer_state("max_page_count", "Test hook (settable): the writer connection's "
+                                    "``PRAGMA max_page_count``, a full disk.", settable=True)
 
     # -- durability ----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until every record appended so far is committed. False on timeout (e.g. the
         writer is in an error state: the records stay queued and are retried)."""
-        target = self._seq
-        if self.durable_seq >= target:
-            return True
-        self._flush_req = True
-        self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self.durable_seq < target:
-                if not self._writer.is_alive():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(0.05 if left is None else min(left, 0.05))
-        return True
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Drain and commit the queue, stop the writer, close. False if records were left
         uncommitted (writer in error state past ``timeout``)."""
-        if getattr(self, "_closed", False):
-            return True
-        ok = self.flush(timeout)
-        self._give_up = not ok
-        self._stop = True
-        self._wake.set()
-        self._writer.join(timeout=5.0)
-        self._closed = True
+        ok = self._writer.close(timeout)
         try:
             self._conn.close()
         except sqlite3.Error:
@@ -570,190 +275,26 @@ class Ledger:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- writer thread -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            conn = _connect(self.path)
-        except (sqlite3.Error, LedgerError) as e:
-            self.error = f"writer cannot open: {e}"
-            self.write_errors += 1
-            self.log.error("ledger_writer_open_failed", error=str(e))
-            return
-        applied_mpc = None
-        inflight: list = []
-        backoff = self.retry_base_s
-        ins_sql = "INSERT OR IGNORE INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)"
-        run_id = self.run_id
-        q = self._q
-        while True:
-            if not inflight:
-                if len(q) < self.batch_max and not self._flush_req and not self._stop:
-                    self._wake.wait(self.flush_interval_s)
-                    self._wake.clear()
-                n = min(len(q), self.batch_max)
-                for _ in range(n):
-                    inflight.append(q.popleft())
-                if not inflight:
-                    self._flush_req = False
-                    if self._stop:
-                        break
-                    continue
-            if self._max_page_count != applied_mpc and self._max_page_count is not None:
-                try:
-                    conn.execute(f"PRAGMA max_page_count = {int(self._max_page_count)}")
-                    applied_mpc = self._max_page_count
-                except sqlite3.Error:
-                    pass
-            try:
-                rows = []
-                for _, rec in inflight:
-                    kind, rid, sym, ts, pos = _row_of(rec)
-                    rows.append((run_id, rid, kind, sym, ts, pos, _enc.encode(rec)))
-            except TypeError as e:
-                # a programming error: drop the offending records loudly rather than wedge the writer
-                self.error = f"unjournallable record: {e}"
-                self.write_errors += 1
-                self.log.error("ledger_bad_record", error=str(e))
-                good = []
-                for s, rec in inflight:
-                    try:
-                        _row_of(rec)
-                        good.append((s, rec))
-                    except TypeError:
-                        pass
-                inflight = good
-                continue
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                before = conn.total_changes
-                conn.executemany(ins_sql, rows)
-                inserted = conn.total_changes - before
-                conn.execute(
-                    "INSERT INTO batches(run_id, first_append, last_append, n_records, n_inserted) VALUES (?,?,?,?,?)",
-                    (run_id, inflight[0][0], inflight[-1][0], len(rows), inserted),
-                )
-                conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                self.write_errors += 1
-                if self.error is None:
-                    self.log.error("ledger_write_failed", error=str(e), queued=len(q) + len(inflight))
-                self.error = f"{type(e).__name__}: {e}"
-                if self._stop and self._give_up:
-                    break
-                self._wake.wait(backoff)
-                self._wake.clear()
-                backoff = min(backoff * 2, 2.0)
-                continue
-            if self.error is not None:
-                self.log.info("ledger_write_recovered", after_errors=self.write_errors)
-            self.error = None
-            backoff = self.retry_base_s
-            self.batches += 1
-            self.records_written += inserted
-            last = inflight[-1][0]
-            inflight = []
-            with self._cond:
-                self.durable_seq = last
-                self._cond.notify_all()
-            cb = self.on_durable
-            if cb is not None:
-                try:
-                    cb(last)
-                except Exception as e:  # a callback bug must not kill the writer
-                    self.log.error("ledger_on_durable_failed", error=str(e))
-        conn.close()
-
-    _give_up = False
-
-    # -- reads (caller thread, durable rows only) ------------------------------------------------
+    # -- reads (caller thread, durable rows only; see daemon.paper.ledger_restore) ---------------
 
     def restore(self, run_id: str | None = None) -> RestoredState:
         """Fold the durable journal of ``run_id`` (default: this run) into positions, PnL, order
         counters, risk state and the last event position marker."""
-        rid = run_id or self.run_id
-        rows = self._conn.execute(
-            "SELECT seq, kind, body FROM journal WHERE (run_id = ? AND kind IN "
-            "('instrument','fill','funding','mark','order','risk')) OR (kind = 'resume' AND run_id IN (?, '*')) ORDER BY seq",
-            (rid, rid),
-        )
-        return fold_rows(rid, rows)
+        return ledger_restore.restore(self._conn, run_id or self.run_id)
 
     def last_position_marker(self, run_id: str | None = None) -> int | None:
         """Highest durable event position (``Mark.pos``) of the run, or ``None``."""
-        r = self._conn.execute("SELECT MAX(pos) FROM journal WHERE run_id = ? AND pos IS NOT NULL", (run_id or self.run_id,))
-        return r.fetchone()[0]
+        return ledger_restore.last_position_marker(self._conn, run_id or self.run_id)
 
     def poll_resumes(self) -> list[ResumeRequest]:
         """Resume requests (for this run or ``*``) committed since the last poll or the open."""
-        rows = self._conn.execute(
-            "SELECT seq, body FROM journal WHERE kind = 'resume' AND seq > ? AND run_id IN (?, '*') ORDER BY seq",
-            (self._resume_seq, self.run_id),
-        ).fetchall()
-        if rows:
-            self._resume_seq = rows[-1][0]
-        return [decode("resume", b) for _, b in rows]
+        return self._resumes.poll()
 
     def records(self, kind: str | None = None, run_id: str | None = None) -> list:
         """Decoded durable records of the run (optionally of one kind), in journal order."""
-        rid = run_id or self.run_id
-        if kind is None:
-            cur = self._conn.execute("SELECT kind, body FROM journal WHERE run_id = ? ORDER BY seq", (rid,))
-        else:
-            cur = self._conn.execute("SELECT kind, body FROM journal WHERE run_id = ? AND kind = ? ORDER BY seq", (rid, kind))
-        return [decode(k, b) for k, b in cur]
+        return ledger_restore.read_records(self._conn, run_id or self.run_id, kind)
 
     def journal_digest(self, run_id: str | None = None) -> str:
         """SHA-256 of the run's journal content in order (ids, kinds, times, bodies; not the
         wall-clock session rows): equal digests = equal ledgers."""
         return journal_digest(self._conn, run_id or self.run_id)
-
-
-def journal_digest(conn: sqlite3.Connection, run_id: str) -> str:
-    h = hashlib.sha256()
-    for rid, kind, sym, ts, pos, body in conn.execute(
-        "SELECT rec_id, kind, symbol, ts_ms, pos, body FROM journal WHERE run_id = ? ORDER BY seq", (run_id,)
-    ):
-        h.update(f"{rid}\x1f{kind}\x1f{sym}\x1f{ts}\x1f{pos}\x1f".encode())
-        h.update(body)
-        h.update(b"\x1e")
-    return h.hexdigest()
-
-
-def open_readonly(path: str) -> sqlite3.Connection:
-    """Validate then open an existing ledger read-only (reports). Raises :class:`LedgerError`."""
-    if not os.path.exists(path):
-        raise LedgerError(f"ledger {path!r}: not found")
-    if validate_file(path) != "ok":
-        raise LedgerError(f"ledger {path!r}: empty, not an mmd ledger")
-    return sqlite3.connect("file:" + os.path.abspath(path) + "?mode=ro", uri=True, isolation_level=None)
-
-
-def write_resume(path: str, run_id: str = "*", reason: str = "", wall_ms: int | None = None) -> ResumeRequest:
-    """Append a :class:`ResumeRequest` to an existing ledger (used by ``mmd resume``); a running
-    daemon picks it up with :meth:`Ledger.poll_resumes`, a restarted one through :meth:`Ledger.restore`."""
-    if not os.path.exists(path):
-        raise LedgerError(f"ledger {path!r}: not found")
-    if validate_file(path) != "ok":
-        raise LedgerError(f"ledger {path!r}: empty, not an mmd ledger")
-    wall = int(time.time() * 1000) if wall_ms is None else wall_ms
-    req = ResumeRequest(f"resume:{wall}:{uuid.uuid4().hex[:8]}", run_id, wall, reason)
-    try:
-        conn = _connect(path)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            kind, rid, sym, ts, pos = _row_of(req)
-            conn.execute(
-                "INSERT INTO journal(run_id, rec_id, kind, symbol, ts_ms, pos, body) VALUES (?,?,?,?,?,?,?)",
-                (run_id, rid, kind, sym, ts, pos, _enc.encode(req)),
-            )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise LedgerError(f"ledger {path!r}: {e}") from None
-    return req
