@@ -25,6 +25,7 @@ import hashlib
 import os
 from typing import Any
 
+from daemon import wiring
 from daemon.config import Settings
 from daemon.core.engine import Engine, SymbolCore
 from daemon.core.events import BUY, SELL, BookUpdate, Fill, Kline, Quote, TickerUpdate, Trade
@@ -32,7 +33,6 @@ from daemon.core.risk import RiskEvent, RiskGate
 from daemon.features.state import FeatureState
 from daemon.logging import get_logger
 from daemon.models.calibration import Calibrator
-from daemon.models.quoting import QuotingPipeline
 from daemon.paper.inventory import Inventory, Mark, MarkSampler
 from daemon.paper.ledger import Ledger, QuoteAudit
 from daemon.paper.venue import PaperVenue
@@ -51,8 +51,8 @@ class SymbolStrategy:
         self.symbol = sc.symbol
         self.tick = inst.price.step_float
         self.lot = inst.qty.step_float
-        self.features = FeatureState(inst, s.features)
-        self.calib = Calibrator(s.calibration, self.tick)
+        self.features = FeatureState(inst, wiring.feature_params(s))
+        self.calib = Calibrator(wiring.calibration_params(s), self.tick)
         quoter = rt.make_quoter()
         self.spread_features = None
         if s.quoter.spread_model == "nn":
@@ -61,10 +61,8 @@ class SymbolStrategy:
 
             self.spread_features = SpreadFeatures()
             quoter = NNSpreadAS(quoter, SpreadModel.load(s.quoter.spread_model_path), self.spread_features)
-        self.pipe = QuotingPipeline.from_settings(s, inst, quoter=quoter)
-        if rt.adverse is not None and self.pipe.adverse is not None and self.pipe.adverse.threshold is None:
-            # No [adverse] threshold configured: the gate uses the model file's own threshold.
-            self.pipe.adverse = self.pipe.adverse.model_copy(update={"threshold": rt.adverse.threshold})
+        # No [adverse] threshold configured: the gate uses the model file's own threshold.
+        self.pipe = wiring.quoting_pipeline(s, inst, quoter, rt.adverse.threshold if rt.adverse is not None else None)
         self.venue = PaperVenue(
             inst,
             entry_latency_ms=s.venue.entry_latency_ms,
@@ -227,10 +225,8 @@ class Runtime:
         self.quoted = False
         self.errors_total = lambda: 0
         self.strategies: dict[str, SymbolStrategy] = {}
-        from daemon.models.inventory import HedgeRatios
-
         #: cross-symbol hedge ratios (``[inventory] hedge_symbols``), sampled on the mark clock
-        self.hedge = HedgeRatios.from_config(settings.inventory)
+        self.hedge = wiring.hedge_ratios(settings)
         self._mark_mids: dict[str, float] = {}
         self.records = 0
         self._stopped = False
@@ -283,9 +279,7 @@ class Runtime:
             self.strategies[sym] = st
 
     def make_quoter(self):
-        from daemon.models.factory import make_quoter
-
-        return make_quoter(self.settings)
+        return wiring.make_quoter(self.settings)
 
     def _load_adverse(self):
         path = self.settings.adverse.model_path
