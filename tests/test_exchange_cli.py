@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import websockets
 
-from daemon.exchange.cli import add_arguments, plan_from_args
+from daemon.commands.exchange import add_arguments, plan_from_args
 from test_exchange_support import small_recording
 
 ROOT = Path(__file__).resolve().parents[1]

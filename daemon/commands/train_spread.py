@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from daemon.commands.train_common import fail, progress_line, save_and_report
 from daemon.models.spread_nn import SpreadTrainConfig
-from daemon.models.train_cli import fail, progress_line, save_and_report
 from daemon.training.spread_nn import build_dataset, train_spread_model
 
 

@@ -19,10 +19,11 @@ from functools import partial
 
 import numpy as np
 
+from daemon.commands.common import settings_from_args
+from daemon.commands.train_common import fail, save_and_report
 from daemon.core.instrument import Instrument, btcusdt_linear
 from daemon.features import FEATURE_NAMES
 from daemon.models.adverse import DEFAULT_FEATURES, evaluate, train
-from daemon.models.train_cli import fail, save_and_report
 from daemon.training.dataset import RecordingError, build_dataset
 from daemon.wiring import feature_params
 
@@ -53,8 +54,6 @@ _fail = partial(fail, "train-adverse")
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.commands.common import settings_from_args
-
     s = settings_from_args(args)
     label_ticks = args.label_ticks if args.label_ticks is not None else s.adverse.label_ticks
     horizon_s = args.horizon_s if args.horizon_s is not None else s.adverse.label_horizon_s
