@@ -4,7 +4,8 @@ and ``daemon/models/`` import nothing from ``daemon.config`` (nor pydantic), so 
 that a test, a benchmark or a notebook builds from plain values.
 
 Each parameter type has the field names of its config section (or of the part of it that it uses)
-and the same defaults; ``tests/test_layers.py`` checks both.
+and the same defaults (``tests/test_wiring.py`` checks both; ``tests/test_layers.py`` checks the
+imports).
 
 Quoter kinds (``[quoter] kind``, :func:`make_quoter`):
 
