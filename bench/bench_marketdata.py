@@ -275,12 +275,12 @@ def s_tick(_):
     engine's routing, FeatureState, the bundled AdverseModel, Calibrator, QuotingPipeline with
     finalize), built from the same settings and classes as the daemon's SymbolStrategy, without
     the risk gate, paper venue, inventory and ledger (those are in "whole tick + paper")."""
+    from daemon import wiring
     from daemon.config import load_settings
     from daemon.core.engine import Engine
     from daemon.features.state import FeatureState
     from daemon.models.adverse import AdverseModel
     from daemon.models.calibration import Calibrator
-    from daemon.models.quoting import QuotingPipeline
     from daemon.recording import bundled_adverse_model
 
     s = load_settings(overrides={"adverse": {"model_path": str(bundled_adverse_model())}})
@@ -291,11 +291,10 @@ def s_tick(_):
 
     class Signal:
         def __init__(self) -> None:
-            self.features = FeatureState(inst, s.features)
-            self.calib = Calibrator(s.calibration, inst.price.step_float)
+            self.features = FeatureState(inst, wiring.feature_params(s))
+            self.calib = Calibrator(wiring.calibration_params(s), inst.price.step_float)
             self.model = AdverseModel.load(s.adverse.model_path)
-            self.pipe = QuotingPipeline.from_settings(s, inst)
-            self.pipe.adverse = s.adverse.model_copy(update={"threshold": self.model.threshold})
+            self.pipe = wiring.quoting_pipeline(s, inst, model_threshold=self.model.threshold)
             self.tick = inst.price.step_float
             self.lot = inst.qty.step_float
             self.mid = float("nan")

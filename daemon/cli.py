@@ -1,4 +1,4 @@
-"""``mmd`` command line. Each subcommand lives in its own module exposing
+"""``mmd`` command line. Each subcommand lives in its own module of :mod:`daemon.commands` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; they are imported only when used.
 
 Global options (before or after the subcommand): ``--config FILE``, ``--log-level``, ``--log-format``.
@@ -19,12 +19,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("daemon.commands.record", "record raw frames to rotating compressed files"),
     "exchange": ("daemon.commands.exchange", "serve the embedded Bybit-compatible exchange on 127.0.0.1"),
     "config": ("daemon.commands.config_cmd", "show the effective configuration"),
-    "report": ("daemon.paper.report", "summarise a ledger (table, --json, PNG/HTML)"),
+    "report": ("daemon.commands.report", "summarise a ledger (table, --json, PNG/HTML)"),
     "resume": ("daemon.commands.resume", "clear a tripped risk gate in a ledger"),
-    "train-adverse": ("daemon.models.adverse_cli", "train the adverse-selection classifier on recordings"),
-    "sim": ("daemon.sim.cli", "run the Avellaneda-Stoikov 2008 market simulation"),
-    "train-rl": ("daemon.models.rl_cli", "train the tabular Q-learning quoter"),
-    "train-spread": ("daemon.models.spread_nn_cli", "train the neural spread predictor"),
+    "train-adverse": ("daemon.commands.train_adverse", "train the adverse-selection classifier on recordings"),
+    "sim": ("daemon.commands.sim", "run the Avellaneda-Stoikov 2008 market simulation"),
+    "train-rl": ("daemon.commands.train_rl", "train the tabular Q-learning quoter"),
+    "train-spread": ("daemon.commands.train_spread", "train the neural spread predictor"),
 }
 
 

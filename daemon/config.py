@@ -9,6 +9,8 @@ A bad value raises :class:`ConfigError` whose message is one line naming the key
 what is allowed; the CLI prints it and exits with status 2.
 
 Each section is its own model; the module that uses a section documents the units of its fields.
+The features and models never see these classes: :mod:`daemon.wiring` maps the sections to their
+own plain parameter types.
 """
 
 from __future__ import annotations

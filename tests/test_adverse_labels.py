@@ -10,7 +10,7 @@ import pytest
 
 from daemon.core.instrument import btcusdt_linear
 from daemon.models.adverse import DEFAULT_FEATURES
-from daemon.models.dataset import RecordingError, build_dataset, label_adverse, replay_features
+from daemon.training.dataset import RecordingError, build_dataset, label_adverse, replay_features
 
 RECORDING = resources.files("daemon") / "data" / "linear_BTCUSDT_2024-08-08_5min.bybit.gz"
 

@@ -9,17 +9,16 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.config import FeaturesConfig
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Trade
 from daemon.core.instrument import btcusdt_linear
-from daemon.features import FEATURE_NAMES, FeatureState
+from daemon.features import FEATURE_NAMES, FeatureParams, FeatureState
 
 from test_features_batchref import build_tape, columns, compare, ref_features
 
 INST = btcusdt_linear()
 TICK, LOT = INST.price.to_float(1), INST.qty.to_float(1)
-CFG = FeaturesConfig(
+CFG = FeatureParams(
     top_k=2, ofi_window_s=0.3, trade_window_s=0.5, vol_sample_s=0.1, vol_window=5,
     vol_ewma_halflife_s=0.4, vpin_bucket_volume=0.005, vpin_buckets=3, vpin_bar_s=0.2,
     vpin_sigma_bars=4, spread_window=4, gk_window=3,
@@ -110,7 +109,7 @@ def test_incremental_equals_batch_after_every_event(events):
 @given(gap=st.integers(0, 40), step_ms=st.sampled_from([100, 250, 1000]), window=st.integers(2, 8))
 def test_clock_gap_is_deterministic_and_equals_repeated_samples(gap, step_ms, window):
     """A jump over G grid points gives the same state as G single-step timer ticks."""
-    cfg = FeaturesConfig(vol_sample_s=step_ms / 1000, vol_window=window, spread_window=window)
+    cfg = FeatureParams(vol_sample_s=step_ms / 1000, vol_window=window, spread_window=window)
 
     def run(timers):
         fs = FeatureState(INST, cfg)

@@ -15,11 +15,10 @@ from importlib import resources
 import pytest
 
 from daemon.bybit.messages import FrameParser
-from daemon.config import FeaturesConfig
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Trade
 from daemon.core.instrument import btcusdt_linear
-from daemon.features import FEATURE_NAMES, FeatureState
+from daemon.features import FEATURE_NAMES, FeatureParams, FeatureState
 
 from test_features_batchref import build_tape, columns, compare, ref_features
 
@@ -73,15 +72,15 @@ def _run(inst, events, cfg, checkpoints):
 
 
 CONFIGS = {
-    "default": FeaturesConfig(),
+    "default": FeatureParams(),
     # short windows: many evictions, many VPIN buckets in and out, window smaller than the data
-    "short": FeaturesConfig(
+    "short": FeatureParams(
         top_k=3, ofi_window_s=1.5, trade_window_s=2.0, vol_sample_s=0.25, vol_window=40,
         vol_ewma_halflife_s=5.0, vpin_bucket_volume=1.0, vpin_buckets=10, vpin_bar_s=0.5,
         vpin_sigma_bars=20, spread_window=30,
     ),
     # derived VPIN bucket size
-    "derived": FeaturesConfig(vpin_bucket_volume=0.0, vpin_derive_s=30.0, vpin_buckets=20, vpin_bar_s=2.0),
+    "derived": FeatureParams(vpin_bucket_volume=0.0, vpin_derive_s=30.0, vpin_buckets=20, vpin_bar_s=2.0),
 }
 
 
@@ -115,7 +114,7 @@ def test_incremental_equals_batch_on_recording(recording, name):
 
 def test_feature_values_are_plausible_on_recording(recording):
     inst, events = recording
-    fs, got = _run(inst, events, FeaturesConfig(), [len(events) - 1])
+    fs, got = _run(inst, events, FeatureParams(), [len(events) - 1])
     d = got[len(events) - 1]
     assert 50_000 < d["mid"] < 70_000
     assert d["spread_ticks"] >= 1

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.config import ConfigError, FeaturesConfig, load_settings
+from daemon.config import ConfigError, load_settings
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Kline, Trade
 from daemon.core.instrument import btcusdt_linear
-from daemon.features import FEATURE_NAMES, FeatureState
+from daemon.features import FEATURE_NAMES, FeatureParams, FeatureState
 from daemon.features.volatility import garman_klass_var
 from daemon.features.vpin import Vpin, norm_cdf
 from daemon.features.windows import FloatRollingMoments, IntRollingMoments, TimeWindowSum
@@ -36,7 +36,7 @@ def _feed_books(fs, evs, depth=50):
 
 
 def test_book_features_hand_computed():
-    fs = FeatureState(INST, FeaturesConfig(top_k=2))
+    fs = FeatureState(INST, FeatureParams(top_k=2))
     _feed_books(fs, [_book_ev(1, [(1000, 3), (999, 5), (998, 100)], [(1002, 1), (1003, 1)], 1_000, True)])
     assert fs.mid == pytest.approx(100.1)
     # weighted mid = (Va*Pb + Vb*Pa)/(Vb+Va) = (1*100.0 + 3*100.2)/4
@@ -51,7 +51,7 @@ def test_book_features_hand_computed():
 
 def test_ofi_weak_inequalities_hand_computed():
     """Cont-Kukanov-Stoikov e_n case by case (papers.md section 6)."""
-    fs = FeatureState(INST, FeaturesConfig(ofi_window_s=100.0))
+    fs = FeatureState(INST, FeatureParams(ofi_window_s=100.0))
     b = [
         _book_ev(1, [(100, 5)], [(102, 4)], 1_000, True),
         _book_ev(2, [(100, 7)], [], 1_001),  # bid same price: +7-5 = +2; ask same: 0
@@ -71,7 +71,7 @@ def test_ofi_weak_inequalities_hand_computed():
 
 
 def test_ofi_window_eviction_and_resubscription():
-    fs = FeatureState(INST, FeaturesConfig(ofi_window_s=1.0))
+    fs = FeatureState(INST, FeatureParams(ofi_window_s=1.0))
     book = _feed_books(fs, [_book_ev(1, [(100, 5)], [(102, 4)], 1_000, True), _book_ev(2, [(101, 2)], [], 1_500)])
     assert fs.ofi_lots == 2
     fs.on_timer(2_499)
@@ -103,7 +103,7 @@ def test_depth1_snapshots_are_updates_for_ofi():
 
 
 def test_empty_side_and_empty_book():
-    fs = FeatureState(INST, FeaturesConfig(top_k=3))
+    fs = FeatureState(INST, FeatureParams(top_k=3))
     assert math.isnan(fs.mid) and math.isnan(fs.spread_bps) and math.isnan(fs.vpin)
     assert fs.imbalance_top == 0.0 and fs.depth_ratio == 0.0 and fs.spread_z == 0.0
     assert math.isnan(fs.sigma_price_per_s())
@@ -128,7 +128,7 @@ def _trade(side, qty, price=1000, ts=1000, block=False):
 
 
 def test_trade_flow_hand_computed_and_bad_input():
-    fs = FeatureState(INST, FeaturesConfig(trade_window_s=2.0))
+    fs = FeatureState(INST, FeatureParams(trade_window_s=2.0))
     fs.on_trade(_trade(1, 10, ts=1_000))
     fs.on_trade(_trade(-1, 4, ts=1_500))
     fs.on_trade(_trade(1, 0, ts=1_600))  # bad: zero size
@@ -147,7 +147,7 @@ def test_trade_flow_hand_computed_and_bad_input():
 
 
 def test_late_events_are_stamped_with_the_clock():
-    fs = FeatureState(INST, FeaturesConfig(trade_window_s=1.0))
+    fs = FeatureState(INST, FeatureParams(trade_window_s=1.0))
     fs.on_trade(_trade(1, 1, ts=5_000))
     fs.on_trade(_trade(1, 2, ts=3_000))  # late: counts as now (5000)
     assert fs.counts["late_events"] == 1
@@ -210,7 +210,7 @@ def test_vpin_derived_bucket_size_loses_no_volume():
 
 
 def test_garman_klass_matches_formula_on_synthetic_candles():
-    fs = FeatureState(INST, FeaturesConfig(gk_window=3))
+    fs = FeatureState(INST, FeatureParams(gk_window=3))
     candles = [(600_000, 600_500, 599_000, 600_100), (600_100, 600_900, 599_900, 600_800),
                (600_800, 600_800, 600_000, 600_000), (600_000, 601_000, 600_000, 601_000)]
     per_s = []
@@ -233,7 +233,7 @@ def test_garman_klass_matches_formula_on_synthetic_candles():
 
 def test_sigma_units_on_a_known_path():
     """Mid alternates between two levels every sample: per-sample log-return std is known."""
-    cfg = FeaturesConfig(vol_sample_s=0.5, vol_window=50)
+    cfg = FeatureParams(vol_sample_s=0.5, vol_window=50)
     fs = FeatureState(INST, cfg)
     book = OrderBook("BTCUSDT", 50)
     mids = []
@@ -293,7 +293,7 @@ def test_config_rejects_sub_millisecond_windows():
     with pytest.raises(ConfigError, match="features.vol_sample_s"):
         load_settings(overrides={"features": {"vol_sample_s": 0.0005}})
     with pytest.raises(ValueError, match="below one lot"):
-        FeatureState(INST, FeaturesConfig(vpin_bucket_volume=0.0001))
+        FeatureState(INST, FeatureParams(vpin_bucket_volume=0.0001))
 
 
 @settings(max_examples=80, deadline=None)
@@ -302,7 +302,7 @@ def test_config_rejects_sub_millisecond_windows():
 def test_garman_klass_batch_equivalence(candles, window):
     """Random candles (some unconfirmed, duplicate, out of order or inconsistent): the estimator
     equals a batch mean over the accepted ones, recomputed from scratch."""
-    fs = FeatureState(INST, FeaturesConfig(gk_window=window))
+    fs = FeatureState(INST, FeatureParams(gk_window=window))
     accepted, last = [], -1
     for j, (step, o, h, lo, c, confirm) in enumerate(candles):
         start = 60_000 * (j - step)  # step > 0 moves the start back: duplicates / stale candles

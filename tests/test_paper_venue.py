@@ -13,7 +13,7 @@ from daemon.config import VenueConfig
 from daemon.execution.models import ConstantLatency, MakerTakerFees
 from daemon.execution.paper import PaperVenue
 from daemon.execution.protocol import OrderEvent
-from daemon.runtime.runtime import paper_venue
+from daemon.wiring import paper_venue
 
 SYM = "TEST"
 INS = Instrument(SYM, "linear", "1", "1", min_qty_lots=1, min_notional=0.0)

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from daemon.config import CalibrationConfig
-from daemon.models.calibration import Calibrator, fit_exponential_intensity
+from daemon.models.calibration import CalibrationParams, Calibrator, fit_exponential_intensity
 
 MID = 1000.0
 TICK = 0.1
@@ -26,7 +25,7 @@ def _poisson_trades(seed: int, A: float, kappa: float, T: float):
     return [(int(t * 1000), MID + s * d) for t, d, s in zip(ts, depth, side)]
 
 
-def _fed(cfg: CalibrationConfig, trades, end_ms: int, start_ms: int = 0) -> Calibrator:
+def _fed(cfg: CalibrationParams, trades, end_ms: int, start_ms: int = 0) -> Calibrator:
     cal = Calibrator(cfg, TICK)
     cal.on_timer(start_ms)
     for ts, px in trades:
@@ -41,7 +40,7 @@ def test_recovers_A_kappa_from_poisson_arrivals(seed, A, kappa):
     see the module docstring); the tolerance 5/sqrt(N) is about 4 standard deviations."""
     T = 600.0
     trades = _poisson_trades(seed, A, kappa, T)
-    cfg = CalibrationConfig(window_s=T + 1, min_trades=50)
+    cfg = CalibrationParams(window_s=T + 1, min_trades=50)
     est = _fed(cfg, trades, int(T * 1000)).estimate()
     n = len(trades)
     tol = 5.0 / math.sqrt(n)
@@ -56,7 +55,7 @@ def test_recovers_A_kappa_from_poisson_arrivals(seed, A, kappa):
 def test_unweighted_mode_still_recovers_with_a_wider_tolerance():
     T = 600.0
     trades = _poisson_trades(7, 20.0, 5.0, T)
-    cfg = CalibrationConfig(window_s=T + 1, fit_weighting="none")
+    cfg = CalibrationParams(window_s=T + 1, fit_weighting="none")
     est = _fed(cfg, trades, int(T * 1000)).estimate()
     tol = 4 * 8.8 / math.sqrt(len(trades))  # plain OLS: rel. std ~8.8/sqrt(N) for A
     assert est.source == "fit"
@@ -69,7 +68,7 @@ def test_fit_matches_numpy_polyfit_reference(weighting):
     """The same points through numpy's (weighted) polyfit, written independently."""
     T = 300.0
     trades = _poisson_trades(11, 10.0, 4.0, T)
-    cfg = CalibrationConfig(window_s=T + 1, fit_weighting=weighting, min_bucket_trades=5)
+    cfg = CalibrationParams(window_s=T + 1, fit_weighting=weighting, min_bucket_trades=5)
     cal = _fed(cfg, trades, int(T * 1000))
     est = cal.estimate()
     # reference: count trades with depth >= i*tick by brute force
@@ -103,7 +102,7 @@ def test_fit_function_exact_on_exact_data():
 
 
 def test_fallback_while_thin_then_fit():
-    cfg = CalibrationConfig(window_s=600, min_trades=200, A_fallback=1.5, kappa_fallback=0.7)
+    cfg = CalibrationParams(window_s=600, min_trades=200, A_fallback=1.5, kappa_fallback=0.7)
     cal = Calibrator(cfg, TICK)
     est = cal.estimate()
     assert (est.source, est.A, est.kappa, est.n) == ("fallback", 1.5, 0.7, 0)
@@ -123,7 +122,7 @@ def test_fallback_while_thin_then_fit():
 
 def test_fallback_when_too_few_depths():
     """All trades at the touch: a single usable depth -> fallback, not a crash."""
-    cfg = CalibrationConfig(min_trades=10, min_points=3)
+    cfg = CalibrationParams(min_trades=10, min_points=3)
     cal = Calibrator(cfg, TICK)
     cal.on_timer(0)
     for i in range(100):
@@ -134,7 +133,7 @@ def test_fallback_when_too_few_depths():
 
 def test_fallback_when_profile_does_not_decay():
     """Every trade 5 ticks away: the rate is flat over 0..5 ticks (kappa = 0) -> fallback."""
-    cfg = CalibrationConfig(min_trades=10, min_points=3)
+    cfg = CalibrationParams(min_trades=10, min_points=3)
     cal = Calibrator(cfg, TICK)
     cal.on_timer(0)
     for i in range(100):
@@ -146,7 +145,7 @@ def test_fallback_when_profile_does_not_decay():
 
 def test_fallback_on_poor_fit():
     """Half the trades at the touch, half 30 ticks deep: a step, not an exponential."""
-    cfg = CalibrationConfig(min_trades=10, min_points=3, min_r2=0.8)
+    cfg = CalibrationParams(min_trades=10, min_points=3, min_r2=0.8)
     cal = Calibrator(cfg, TICK)
     cal.on_timer(0)
     for i in range(200):
@@ -158,14 +157,14 @@ def test_fallback_on_poor_fit():
 def test_clamps_to_bounds():
     T = 300.0
     trades = _poisson_trades(3, 20.0, 5.0, T)
-    cfg = CalibrationConfig(window_s=T + 1, kappa_bounds=(0.1, 2.0), A_bounds=(50.0, 100.0))
+    cfg = CalibrationParams(window_s=T + 1, kappa_bounds=(0.1, 2.0), A_bounds=(50.0, 100.0))
     est = _fed(cfg, trades, int(T * 1000)).estimate()
     assert est.source == "fit" and est.clamped
     assert est.kappa == 2.0 and est.A == 50.0
 
 
 def test_window_eviction_and_return_to_fallback():
-    cfg = CalibrationConfig(window_s=60, min_trades=50, refit_interval_s=0)
+    cfg = CalibrationParams(window_s=60, min_trades=50, refit_interval_s=0)
     trades = _poisson_trades(9, 20.0, 5.0, 60.0)
     cal = _fed(cfg, trades, 60_000)
     assert cal.estimate().source == "fit"
@@ -180,7 +179,7 @@ def test_window_eviction_and_return_to_fallback():
 def test_rate_uses_observed_span_during_warmup():
     """20 s of data in a 300 s window: rates are per observed second, not per window second."""
     trades = _poisson_trades(4, 50.0, 5.0, 20.0)
-    cfg = CalibrationConfig(window_s=300, min_trades=50)
+    cfg = CalibrationParams(window_s=300, min_trades=50)
     est = _fed(cfg, trades, 20_000).estimate()
     assert est.source == "fit"
     assert est.A == pytest.approx(50.0, rel=5.0 / math.sqrt(len(trades)))
@@ -189,7 +188,7 @@ def test_rate_uses_observed_span_during_warmup():
 def test_memory_cap_keeps_counts_consistent_and_rate_unbiased():
     T = 300.0
     trades = _poisson_trades(8, 20.0, 5.0, T)
-    cfg = CalibrationConfig(window_s=T + 1, max_trades=2000)
+    cfg = CalibrationParams(window_s=T + 1, max_trades=2000)
     cal = _fed(cfg, trades, int(T * 1000))
     assert cal.n_trades == 2000
     assert sum(cal._counts) == 2000
@@ -201,7 +200,7 @@ def test_memory_cap_keeps_counts_consistent_and_rate_unbiased():
 
 
 def test_bad_input_is_rejected_counted_and_late_trades_kept():
-    cal = Calibrator(CalibrationConfig(), TICK)
+    cal = Calibrator(CalibrationParams(), TICK)
     assert not cal.on_trade(1000, math.nan, 0.001, MID)
     assert not cal.on_trade(1000, 1000.1, 0.001, math.inf)
     assert not cal.on_trade(1000, -5.0, 0.001, MID)
@@ -212,12 +211,12 @@ def test_bad_input_is_rejected_counted_and_late_trades_kept():
     assert cal.on_trade(1500, 1000.1, 0.001, MID)  # late: kept at the newest time
     assert cal.late == 1 and cal.n_trades == 2
     with pytest.raises(ValueError):
-        Calibrator(CalibrationConfig(), 0.0)
+        Calibrator(CalibrationParams(), 0.0)
 
 
 def test_depth_buckets_are_exact_on_the_tick_grid():
     """1 tick computed from floats (1000.1 - 1000.0 = 0.09999...) is depth 1 tick, not 0."""
-    cal = Calibrator(CalibrationConfig(), TICK)
+    cal = Calibrator(CalibrationParams(), TICK)
     cal.on_trade(0, 1000.1, 0.001, 1000.0)
     cal.on_trade(0, 61800.3, 0.001, 61800.2)
     cal.on_trade(0, 61800.25, 0.001, 61800.2)  # half a tick: the touch with a 1-tick spread
@@ -227,7 +226,7 @@ def test_depth_buckets_are_exact_on_the_tick_grid():
 
 
 def test_sigma_input_fallback_and_clamp():
-    cfg = CalibrationConfig(sigma_fallback=4.0, sigma_bounds=(0.5, 100.0))
+    cfg = CalibrationParams(sigma_fallback=4.0, sigma_bounds=(0.5, 100.0))
     cal = Calibrator(cfg, TICK)
     assert cal.estimate().sigma == 4.0 and cal.estimate().sigma_source == "fallback"
     cal.set_sigma(2.5)
@@ -245,7 +244,7 @@ def test_sigma_input_fallback_and_clamp():
 
 
 def test_refit_interval():
-    cfg = CalibrationConfig(window_s=600, min_trades=50, refit_interval_s=5.0)
+    cfg = CalibrationParams(window_s=600, min_trades=50, refit_interval_s=5.0)
     trades = _poisson_trades(2, 20.0, 5.0, 60.0)
     cal = Calibrator(cfg, TICK)
     cal.on_timer(0)
@@ -261,7 +260,7 @@ def test_refit_interval():
 
 
 def test_sweeps_fold_into_one_arrival_at_the_deepest_depth():
-    cal = Calibrator(CalibrationConfig(), TICK)
+    cal = Calibrator(CalibrationParams(), TICK)
     # one buy order walking 0.5 -> 2.5 -> 1.5 ticks (prints can arrive in any order) at t=1000
     for px in (1000.05, 1000.25, 1000.15):
         assert cal.on_trade(1000, px, 0.001, MID, side=1)
@@ -272,7 +271,7 @@ def test_sweeps_fold_into_one_arrival_at_the_deepest_depth():
     cal.on_trade(1001, 1000.35, 0.001, MID, side=1)  # new ts: new arrival
     cal.on_trade(1001, 1000.35, 0.001, MID)  # side unknown: never merged
     assert cal.n_trades == 5 and cal.merged == 2
-    off = Calibrator(CalibrationConfig(merge_sweeps=False), TICK)
+    off = Calibrator(CalibrationParams(merge_sweeps=False), TICK)
     for px in (1000.05, 1000.25, 1000.15):
         off.on_trade(1000, px, 0.001, MID, side=1)
     assert off.n_trades == 3 and off.merged == 0
@@ -281,7 +280,7 @@ def test_sweeps_fold_into_one_arrival_at_the_deepest_depth():
 def test_late_prints_of_different_orders_are_not_merged():
     """After a timer ran ahead of the trade clock, prints are re-stamped to the newest time; two
     different orders (different exchange times) must still count as two arrivals."""
-    cal = Calibrator(CalibrationConfig(), TICK)
+    cal = Calibrator(CalibrationParams(), TICK)
     cal.on_timer(5_000)
     cal.on_trade(4_990, 1000.05, 0.001, MID, side=1)
     cal.on_trade(4_995, 1000.15, 0.001, MID, side=1)
@@ -290,7 +289,7 @@ def test_late_prints_of_different_orders_are_not_merged():
 
 
 def test_window_is_enforced_by_trades_alone():
-    cal = Calibrator(CalibrationConfig(window_s=10), TICK)
+    cal = Calibrator(CalibrationParams(window_s=10), TICK)
     for i in range(1000):
         cal.on_trade(i * 100, 1000.05, 0.001, MID)
     assert cal.n_trades == 101  # trades within [89.9 s, 99.9 s]

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.config import AdverseConfig, InventoryConfig, Settings, load_settings
+from daemon.config import Settings, load_settings
 from daemon.core.instrument import Instrument, btcusdt_linear
 from daemon.models.avellaneda import AvellanedaStoikov
 from daemon.models.base import RawQuote
 from daemon.models.calibration import Calibration
-from daemon.models.factory import QuoterBuildError, make_quoter
 from daemon.models.glft import GLFT
-from daemon.models.inventory import InventoryControl, InventoryDecision
-from daemon.models.quoting import QuotingPipeline, SessionClock, finalize, order_size_lots
+from daemon.models.inventory import InventoryControl, InventoryDecision, InventoryParams
+from daemon.models.quoting import AdverseParams, SessionClock, finalize, order_size_lots
+from daemon.wiring import QuoterBuildError, make_quoter, quoting_pipeline
 
 BTC = btcusdt_linear()
 TICK = 0.1
@@ -108,15 +108,15 @@ def test_limits_pull_the_right_side():
 
 
 def test_limits_with_real_inventory_control():
-    inv = InventoryControl(InventoryConfig(max_position=0.05, max_notional=1e6), BTC, order_size=0.01)
+    inv = InventoryControl(InventoryParams(max_position=0.05, max_notional=1e6), BTC, order_size=0.01)
     d = inv.decide(45, 61800.0)
     q, why = finalize(raw(61790.0, 61810.0, mid=61800.0), instrument=BTC, mid=61800.0, best_bid_ticks=617990,
                       best_ask_ticks=618010, order_size_lots=10, inventory=d)
     assert q.bid_px is None and why.bid == "limit" and q.ask_qty == 10
 
 
-ADV_WIDEN = AdverseConfig(threshold=0.6, action="widen", widen_factor=2.0)
-ADV_PULL = AdverseConfig(threshold=0.6, action="pull")
+ADV_WIDEN = AdverseParams(threshold=0.6, action="widen", widen_factor=2.0)
+ADV_PULL = AdverseParams(threshold=0.6, action="pull")
 
 
 def test_adverse_gate_widens_the_right_side():
@@ -129,7 +129,7 @@ def test_adverse_gate_widens_the_right_side():
     q, _ = fin(raw(99.5, 100.3), adverse=ADV_WIDEN, p_adverse_bid=0.6)
     assert q.bid_px == 995
     # threshold None or no adverse config: no gate
-    q, _ = fin(raw(99.5, 100.3), adverse=AdverseConfig(), p_adverse_bid=1.0)
+    q, _ = fin(raw(99.5, 100.3), adverse=AdverseParams(), p_adverse_bid=1.0)
     assert q.bid_px == 995
 
 
@@ -179,7 +179,7 @@ def test_property_final_quote_invariants(bb_ba, off_b, off_a, p_b, p_a, action, 
     rb, ra = mid + off_b, mid + off_a  # any raw quotes, crossed or through the book included
     r = RawQuote(rb, ra, 0.5 * (rb + ra), mid - rb, ra - mid)
     dec = _decision(pos=pos, limit=50, asym=asym, q=pos / 10)
-    adv = AdverseConfig(threshold=0.5, action=action, widen_factor=3.0)
+    adv = AdverseParams(threshold=0.5, action=action, widen_factor=3.0)
     q, why = finalize(r, instrument=BTC, mid=mid, best_bid_ticks=bb, best_ask_ticks=ba, order_size_lots=lots,
                       inventory=dec, p_adverse_bid=p_b, p_adverse_ask=p_a, adverse=adv, min_spread_ticks=min_spread)
     if q.bid_px is not None:
@@ -234,7 +234,7 @@ def _settings(**quoter):
 
 def test_pipeline_two_sided_quote_and_audit():
     s = _settings()
-    pipe = QuotingPipeline.from_settings(s, BTC)
+    pipe = quoting_pipeline(s, BTC)
     q = pipe.step(ts_ms=1_000, best_bid_ticks=618000, best_ask_ticks=618001, position_lots=0, calibration=CAL,
                   ofi=1.5, imbalance=0.2, vpin=0.3, p_adverse_bid=0.1, p_adverse_ask=0.2)
     assert q.symbol == "BTCUSDT" and q.ts_ms == 1_000
@@ -260,7 +260,7 @@ def test_pipeline_two_sided_quote_and_audit():
 
 def test_pipeline_inventory_skew_and_limit():
     s = _settings()
-    pipe = QuotingPipeline.from_settings(s, BTC)
+    pipe = quoting_pipeline(s, BTC)
     kw = dict(ts_ms=1, best_bid_ticks=618000, best_ask_ticks=618001, calibration=CAL)
     flat = pipe.step(position_lots=0, **kw)
     long = pipe.step(position_lots=20, **kw)
@@ -272,7 +272,7 @@ def test_pipeline_inventory_skew_and_limit():
 
 
 def test_pipeline_without_a_book_pulls_both():
-    pipe = QuotingPipeline.from_settings(_settings(), BTC)
+    pipe = quoting_pipeline(_settings(), BTC)
     q = pipe.step(ts_ms=5, best_bid_ticks=None, best_ask_ticks=618001, position_lots=0, calibration=CAL)
     assert q.bid_px is None and q.ask_px is None and q.reason == "bid:no_book;ask:no_book"
     assert pipe.audit() is None
@@ -283,7 +283,7 @@ def test_pipeline_without_a_book_pulls_both():
 def test_pipeline_adverse_from_settings():
     s = load_settings(overrides={"quoter": {"kind": "glft", "gamma": 0.01},
                                  "adverse": {"threshold": 0.5, "action": "pull"}})
-    pipe = QuotingPipeline.from_settings(s, BTC)
+    pipe = quoting_pipeline(s, BTC)
     q = pipe.step(ts_ms=1, best_bid_ticks=618000, best_ask_ticks=618001, position_lots=0, calibration=CAL,
                   p_adverse_bid=0.9)
     assert q.bid_px is None and "adverse_pull" in q.reason and q.ask_px is not None
@@ -297,7 +297,7 @@ def test_session_clock_counts_down_and_restarts():
     assert c.t_left_s(10_999) == pytest.approx(0.001)
     assert c.t_left_s(11_000) == 10.0  # new session
     assert c.t_left_s(9_000) == 10.0  # older event: treated as the session start
-    pipe = QuotingPipeline.from_settings(_settings(horizon_mode="session"), BTC)
+    pipe = quoting_pipeline(_settings(horizon_mode="session"), BTC)
     kw = dict(best_bid_ticks=618000, best_ask_ticks=618001, position_lots=0, calibration=CAL)
     spreads = [(lambda q: q.ask_px - q.bid_px)(pipe.step(ts_ms=t, **kw)) for t in (0, 5_000, 9_900)]
     assert spreads[0] > spreads[1] > spreads[2]
@@ -356,7 +356,7 @@ def test_factory_builds_the_rl_quoter_and_the_pipeline_runs_it(tmp_path):
     s = load_settings(overrides={"quoter": {"kind": "rl", "rl_policy": str(path), "gamma": 0.01, "horizon_s": 30}})
     quoter = make_quoter(s)
     assert quoter.name == "rl" and quoter.gamma == 0.01 and quoter.horizon_s == 30
-    pipe = QuotingPipeline.from_settings(s, BTC, quoter)
+    pipe = quoting_pipeline(s, BTC, quoter)
     q = pipe.step(ts_ms=1, best_bid_ticks=618000, best_ask_ticks=618001, position_lots=3, calibration=CAL)
     assert q.bid_px is not None and q.ask_px is not None and q.bid_px <= 618000 < 618001 <= q.ask_px
     assert pipe.audit()["quoter"] == "rl"

@@ -10,16 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.config import InventoryConfig
+from daemon.config import Settings, load_settings
 from daemon.core.instrument import btcusdt_linear
 from daemon.models.inventory import (
     HedgeRatios,
     InventoryControl,
+    InventoryParams,
     asymmetric_deltas,
     inventory_penalty,
     marginal_inventory_penalty,
     vol_scale,
 )
+from daemon.wiring import hedge_ratios
 
 BTC = btcusdt_linear()
 
@@ -38,7 +40,7 @@ def test_penalty_by_hand():
 
 def test_limits_position_binding():
     # 0.05 BTC = 50 lots; 5000 USDT at 60000 = 83 lots -> 50
-    inv = InventoryControl(InventoryConfig(max_position=0.05, max_notional=5000.0), BTC, order_size=0.001)
+    inv = InventoryControl(InventoryParams(max_position=0.05, max_notional=5000.0), BTC, order_size=0.001)
     d = inv.decide(0, 60000.0)
     assert d.limit_lots == 50 and d.bid_room_lots == 50 and d.ask_room_lots == 50
     assert d.q == 0.0
@@ -51,7 +53,7 @@ def test_limits_position_binding():
 
 
 def test_limits_notional_binding():
-    inv = InventoryControl(InventoryConfig(max_position=1.0, max_notional=5000.0), BTC, order_size=0.002)
+    inv = InventoryControl(InventoryParams(max_position=1.0, max_notional=5000.0), BTC, order_size=0.002)
     d = inv.decide(10, 200000.0)  # 5000 / (200000*0.001) = 25 lots
     assert d.limit_lots == 25
     assert d.bid_room_lots == 15 and d.ask_room_lots == 35
@@ -67,7 +69,7 @@ def test_vol_scaling_formula():
     assert vol_scale(2.0, 3.0, 1.5) == pytest.approx(1.0 / 3.0)
     assert vol_scale(1.0, None, 1.0) == 1.0 and vol_scale(1.0, 2.0, None) == 1.0
     assert vol_scale(1.0, math.nan, 1.0) == 1.0 and vol_scale(1.0, 2.0, 0.0) == 1.0
-    cfg = InventoryConfig(max_position=0.05, max_notional=1e9, vol_scaling=1.0, vol_ref=2.0)
+    cfg = InventoryParams(max_position=0.05, max_notional=1e9, vol_scaling=1.0, vol_ref=2.0)
     inv = InventoryControl(cfg, BTC, order_size=0.001)
     assert inv.decide(0, 60000.0, sigma=2.0).limit_lots == 50
     d = inv.decide(30, 60000.0, sigma=4.0)  # twice the reference: limits halve
@@ -89,7 +91,7 @@ def test_property_side_allowed_iff_fill_stays_within_limits(pos, lots, mid, sigm
     """Allowed iff after a full fill ``side * new_position <= L`` (L the effective limit in lots):
     a fill that increases exposure must end within both limits; one that only reduces it (or
     crosses to the other side within the limit) is always allowed."""
-    cfg = InventoryConfig(max_position=0.08, max_notional=4000.0, vol_scaling=0.5, vol_ref=5.0)
+    cfg = InventoryParams(max_position=0.08, max_notional=4000.0, vol_scaling=0.5, vol_ref=5.0)
     inv = InventoryControl(cfg, BTC, order_size=0.001)
     d = inv.decide(pos, mid, sigma=sigma)
     scale = 1.0 / (1.0 + 0.5 * max(0.0, sigma / 5.0 - 1.0))
@@ -152,7 +154,7 @@ def test_hedge_beta_matches_numpy_rolling_ols():
 
 def test_hedge_quantity_formula():
     p_ref, p_eth = _hedge_paths(2, 400, 0.8, 1e-5)
-    h = HedgeRatios.from_config(InventoryConfig(hedge_symbols=["BTCUSDT", "ETHUSDT"], hedge_window=300))
+    h = hedge_ratios(load_settings(overrides={"inventory": {"hedge_symbols": ["BTCUSDT", "ETHUSDT"], "hedge_window": 300}}))
     assert h is not None and h.reference == "BTCUSDT"
     for a, b in zip(p_ref, p_eth):
         h.on_mids({"BTCUSDT": float(a), "ETHUSDT": float(b)})
@@ -163,7 +165,7 @@ def test_hedge_quantity_formula():
     assert h.hedge_qty(pos, mids) == pytest.approx(want, rel=1e-12)
     assert h.hedge_notional({"ETHUSDT": 1000.0}) == pytest.approx(-beta * 1000.0)
     assert h.hedge_qty(pos, {"ETHUSDT": 3000.0}) is None
-    assert HedgeRatios.from_config(InventoryConfig()) is None
+    assert hedge_ratios(Settings()) is None
 
 
 def test_hedge_missing_samples_and_no_drift():
@@ -192,7 +194,7 @@ def test_hedge_flat_reference_has_no_beta():
 
 def test_order_size_validation():
     with pytest.raises(ValueError):
-        InventoryControl(InventoryConfig(), BTC, order_size=0.0)
+        InventoryControl(InventoryParams(), BTC, order_size=0.0)
     with pytest.raises(ValueError):
         HedgeRatios("A", ["B"], window=2)
 

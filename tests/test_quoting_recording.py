@@ -17,7 +17,7 @@ from daemon.core.events import BookUpdate, Trade
 from daemon.core.instrument import btcusdt_linear
 from daemon.features.state import FeatureState
 from daemon.models.calibration import Calibrator
-from daemon.models.quoting import QuotingPipeline
+from daemon.wiring import calibration_params, quoting_pipeline
 
 INST = btcusdt_linear()
 
@@ -44,8 +44,8 @@ def replay():
     book = OrderBook("BTCUSDT", 50)
     book.request_sync()
     fs = FeatureState(INST)
-    cal = Calibrator(s.calibration, INST.price.step_float)
-    pipes = [QuotingPipeline.from_settings(s, INST), QuotingPipeline.from_settings(s_glft, INST)]
+    cal = Calibrator(calibration_params(s), INST.price.step_float)
+    pipes = [quoting_pipeline(s, INST), quoting_pipeline(s_glft, INST)]
     out = {"violations": [], "quotes": 0, "estimates": [], "pulled_limit": 0, "trades": 0, "audits": 0}
     last_fit_ms = None
     i = 0

@@ -16,13 +16,11 @@ from daemon.models.rl import (
     PolicyLoadError,
     QPolicy,
     RLQuoter,
-    RLSimStrategy,
     TrainConfig,
     action_scale,
-    evaluate,
-    train,
 )
-from daemon.sim.as2008 import ASParams, SymmetricStrategy, draw_randoms, simulate, summarize
+from daemon.sim.as2008 import ASParams, RLSimStrategy, SymmetricStrategy, draw_randoms, simulate, summarize
+from daemon.training.rl import evaluate, train
 
 TINY = TrainConfig(episodes=30, paths_per_episode=200, seed=4)
 

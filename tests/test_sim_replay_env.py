@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from daemon.core.events import BUY
-from daemon.models.rl import TrainConfig, train
+from daemon.models.rl import TrainConfig
 from daemon.recording import bundled_recording
 from daemon.execution.models import ConstantLatency
 from daemon.sim.replay_env import ReplayQuotingEnv, run_policy
+from daemon.training.rl import train
 
 
 @pytest.fixture(scope="module")

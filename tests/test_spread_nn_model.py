@@ -18,13 +18,10 @@ from daemon.models.spread_nn import (
     NNSpreadAS,
     SpreadModel,
     SpreadTrainConfig,
-    build_dataset,
-    label_optimal_spread,
     softplus,
-    split_time_ordered,
-    train_spread_model,
 )
 from daemon.recording import bundled_recording
+from daemon.training.spread_nn import build_dataset, label_optimal_spread, split_time_ordered, train_spread_model
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,7 @@ def test_training_reduces_loss_and_is_deterministic(dataset, model) -> None:
     X = rng.normal(size=(400, 3))
     y = 2.0 + np.abs(X[:, 0]) * 3
     net = MLP(3, (16, 16), seed=0)
-    from daemon.models.spread_nn import Adam
+    from daemon.training.spread_nn import Adam
 
     opt = Adam(net.params, 1e-2)
     l0, _ = net.loss_and_grads(X, y)

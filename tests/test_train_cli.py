@@ -1,4 +1,4 @@
-"""The ending every ``mmd train-*`` command shares (daemon.models.train_cli): an unwritable output
+"""The ending every ``mmd train-*`` command shares (daemon.commands.train_common): an unwritable output
 file is exit 1 with one line naming it, JSON mode prints one object, and the progress line is
 throttled but always drawn (and ended) at the last step."""
 
@@ -8,7 +8,7 @@ import io
 import json
 
 from daemon.cli import main as mmd_main
-from daemon.models.train_cli import progress_line, save_and_report
+from daemon.commands.train_common import progress_line, save_and_report
 
 
 class _Model:

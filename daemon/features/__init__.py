@@ -4,6 +4,6 @@
 definitions and units of every feature.
 """
 
-from daemon.features.state import DIRECTIONAL_FEATURES, FEATURE_NAMES, FeatureState
+from daemon.features.state import DIRECTIONAL_FEATURES, FEATURE_NAMES, FeatureParams, FeatureState
 
-__all__ = ["FeatureState", "FEATURE_NAMES", "DIRECTIONAL_FEATURES"]
+__all__ = ["FeatureState", "FeatureParams", "FEATURE_NAMES", "DIRECTIONAL_FEATURES"]

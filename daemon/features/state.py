@@ -57,10 +57,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Iterable
 
-from daemon.config import FeaturesConfig
 from daemon.core.events import BookUpdate, Kline, Trade
 from daemon.core.instrument import Instrument
 from daemon.features.volatility import GarmanKlass, RealizedVol, SampleClock, SpreadStats
@@ -123,13 +123,41 @@ def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureParams:
+    """Feature windows (the defaults are ``[features]``'s; :mod:`daemon.wiring` maps the config).
+
+    ``top_k``: book levels summed by the depth features; ``ofi_window_s``, ``trade_window_s``:
+    window lengths (seconds, whole milliseconds); ``vol_sample_s``: sampling step of realized vol
+    and spread stats (seconds); ``vol_window``: returns in the realized-vol window;
+    ``vol_ewma_halflife_s``: EWMA half-life (seconds); ``vpin_bucket_volume``: base units per
+    VPIN bucket (0 = derive from ``vpin_derive_s`` seconds of volume / ``vpin_buckets``);
+    ``vpin_buckets``: buckets in the VPIN window; ``vpin_bar_s``: VPIN time-bar length (seconds);
+    ``vpin_sigma_bars``: bar price changes in the BVC sigma estimate; ``spread_window``: spread
+    samples in the z-score; ``gk_window``: closed candles in Garman-Klass."""
+
+    top_k: int = 5
+    ofi_window_s: float = 10.0
+    trade_window_s: float = 60.0
+    vol_sample_s: float = 1.0
+    vol_window: int = 300
+    vol_ewma_halflife_s: float = 60.0
+    vpin_bucket_volume: float = 5.0
+    vpin_buckets: int = 50
+    vpin_bar_s: float = 1.0
+    vpin_sigma_bars: int = 300
+    vpin_derive_s: float = 60.0
+    spread_window: int = 600
+    gk_window: int = 30
+
+
 class FeatureState:
     """Incremental features of one symbol; see the module docstring for definitions and units."""
 
-    def __init__(self, instrument: Instrument, cfg: FeaturesConfig | None = None) -> None:
-        cfg = cfg or FeaturesConfig.model_validate({})
+    def __init__(self, instrument: Instrument, params: FeatureParams | None = None) -> None:
+        cfg = params if params is not None else FeatureParams()
         self.instrument = instrument
-        self.cfg = cfg
+        self.params = cfg
         self.tick = instrument.price.to_float(1)
         self.lot = instrument.qty.to_float(1)
         self.top_k = cfg.top_k

@@ -65,10 +65,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import msgspec
 
-from daemon.config import CalibrationConfig
 from daemon.native import load_native
 
 _EPS_BUCKET = 1e-6  # in bucket units: 1 tick computed as 0.0999999 from floats is still 1 tick
@@ -93,6 +93,39 @@ class Calibration(msgspec.Struct, gc=False):
     clamped: bool = False
     reason: str = ""
     ts_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationParams:
+    """Calibration window, fit gates and fallbacks (the defaults are ``[calibration]``'s;
+    :mod:`daemon.wiring` maps the config).
+
+    ``window_s``: rolling trade window (seconds); ``min_trades``: trades needed before a fit;
+    ``sigma_fallback``: price/sqrt(s); ``A_fallback``: per second; ``kappa_fallback``: per price
+    unit; ``A_bounds``, ``kappa_bounds``, ``sigma_bounds``: clamps (same units); ``bucket_ticks``:
+    depth bucket width (ticks); ``max_depth_ticks``: deepest threshold (ticks);
+    ``min_bucket_trades``: trades a threshold needs to enter the fit; ``min_points``: thresholds a
+    fit needs; ``min_r2``: fit quality gate; ``max_trades``: memory cap on the window;
+    ``refit_interval_s``: seconds of event time between refits; ``fit_weighting``: ``"counts"`` or
+    ``"none"``; ``merge_sweeps``: fold one taker order's prints into one arrival."""
+
+    window_s: float = 300.0
+    min_trades: int = 50
+    sigma_fallback: float = 5.0
+    A_fallback: float = 1.0
+    kappa_fallback: float = 0.5
+    A_bounds: tuple[float, float] = (1e-4, 1e4)
+    kappa_bounds: tuple[float, float] = (1e-4, 1e3)
+    sigma_bounds: tuple[float, float] = (1e-6, 1e6)
+    bucket_ticks: int = 1
+    max_depth_ticks: int = 200
+    min_bucket_trades: int = 5
+    min_points: int = 3
+    min_r2: float = 0.5
+    max_trades: int = 200_000
+    refit_interval_s: float = 1.0
+    fit_weighting: str = "counts"
+    merge_sweeps: bool = True
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -178,7 +211,7 @@ class Calibrator:
 
     ``tick`` is the instrument's tick size in price units (float). Use::
 
-        cal = Calibrator(settings.calibration, tick=0.1)
+        cal = Calibrator(CalibrationParams(), tick=0.1)   # daemon.wiring.calibration_params(settings)
         cal.on_trade(ts_ms, price, qty, mid)      # every public trade (floats, price units)
         cal.set_sigma(features_sigma)             # price/sqrt(s), whenever the features update it
         cal.on_timer(ts_ms)                       # evicts old trades, refits at most every refit_interval_s
@@ -190,15 +223,16 @@ class Calibrator:
     """
 
     __slots__ = (
-        "cfg", "tick", "width", "nb", "window_ms", "_trades", "_counts", "_first_ms", "_floor_ms",
+        "params", "tick", "width", "nb", "window_ms", "_trades", "_counts", "_first_ms", "_floor_ms",
         "_last_ms", "_last_fit_ms", "_sigma", "_sigma_source", "_est", "rejected", "late", "merged",
         "_sweep", "_sigma_in", "_refit_ms",
     )
 
-    def __init__(self, cfg: CalibrationConfig, tick: float) -> None:
+    def __init__(self, params: CalibrationParams, tick: float) -> None:
         if not (tick > 0 and math.isfinite(tick)):
             raise ValueError(f"tick must be a positive finite price, got {tick!r}")
-        self.cfg = cfg
+        self.params = params
+        cfg = params
         self.tick = float(tick)
         self.width = cfg.bucket_ticks * self.tick
         self.nb = max(2, cfg.max_depth_ticks // cfg.bucket_ticks + 1)
@@ -252,7 +286,7 @@ class Calibrator:
         trades = self._trades
         if trades and trades[0][0] < ts_ms - self.window_ms:
             self._evict(ts_ms)  # keeps memory bounded by the window even without timer ticks
-        if side and self.cfg.merge_sweeps:
+        if side and self.params.merge_sweeps:
             key = (orig_ts, side)  # the exchange time of the print, not the re-stamped one
             if key == self._sweep and trades:  # _sweep always names the newest entry
                 b0 = trades[-1][1]
@@ -265,7 +299,7 @@ class Calibrator:
             self._sweep = key
         else:
             self._sweep = None
-        if len(trades) >= self.cfg.max_trades:
+        if len(trades) >= self.params.max_trades:
             t0, b0 = trades.popleft()
             self._counts[b0] -= 1
             self._floor_ms = t0
@@ -281,10 +315,10 @@ class Calibrator:
         self._sigma_in = None
         if sigma is not None and math.isfinite(sigma) and sigma > 0:
             self._sigma_in = sigma
-            self._sigma = _clamp(float(sigma), *self.cfg.sigma_bounds)
+            self._sigma = _clamp(float(sigma), *self.params.sigma_bounds)
             self._sigma_source = "features"
         else:
-            self._sigma = _clamp(self.cfg.sigma_fallback, *self.cfg.sigma_bounds)
+            self._sigma = _clamp(self.params.sigma_fallback, *self.params.sigma_bounds)
             self._sigma_source = "fallback"
         est = self._est
         if est.sigma != self._sigma or est.sigma_source != self._sigma_source:
@@ -362,7 +396,7 @@ class Calibrator:
         return self._est
 
     def _fallback(self, now: int, n: int, n_points: int, r2: float, reason: str) -> Calibration:
-        cfg = self.cfg
+        cfg = self.params
         return Calibration(
             sigma=self._sigma, A=cfg.A_fallback, kappa=cfg.kappa_fallback, r2=r2, n=n,
             n_points=n_points, source="fallback", sigma_source=self._sigma_source, reason=reason,
@@ -370,7 +404,7 @@ class Calibrator:
         )
 
     def _refit(self, now: int) -> None:
-        cfg = self.cfg
+        cfg = self.params
         self._last_fit_ms = now
         n = len(self._trades)
         if n < cfg.min_trades:

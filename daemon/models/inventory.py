@@ -24,7 +24,7 @@ Volatility-regime scaling (``vol_scaling = c >= 0``, reference ``sigma_ref``)::
 ``c = 0`` disables it; below the reference volatility the limits are the configured ones; with
 ``c = 1`` the limits halve at twice the reference volatility.
 
-Penalty modes (``InventoryConfig.penalty``)
+Penalty modes (``InventoryParams.penalty``)
 -------------------------------------------
 * ``symmetric``: the quoter's own quadratic penalty (A-S reservation shift ``q*gamma*sigma^2*(T-t)``,
   GLFT skew ``sigma*c2*q``) moves *both* quotes by the same amount: the side that increases ``|q|``
@@ -53,8 +53,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from daemon.config import InventoryConfig
 from daemon.core.instrument import Instrument
 
 
@@ -143,22 +143,38 @@ class InventoryDecision:
                 f"asymmetric={self.asymmetric})")
 
 
+@dataclass(frozen=True, slots=True)
+class InventoryParams:
+    """Position limits (the defaults are ``[inventory]``'s; :mod:`daemon.wiring` maps the config).
+
+    ``max_position``: base units (e.g. BTC); ``max_notional``: quote currency (e.g. USDT);
+    ``penalty``: ``"symmetric"`` or ``"asymmetric"`` (module docstring); ``vol_scaling``: the
+    coefficient ``c >= 0`` of the volatility-regime scaling (0 = off); ``vol_ref``: its reference
+    sigma in price/sqrt(s) (``None``: the caller passes one, or no scaling)."""
+
+    max_position: float = 0.05
+    max_notional: float = 5000.0
+    penalty: str = "symmetric"
+    vol_scaling: float = 0.0
+    vol_ref: float | None = None
+
+
 class InventoryControl:
-    """Per-symbol limits from :class:`InventoryConfig` for one instrument.
+    """Per-symbol limits from :class:`InventoryParams` for one instrument.
 
     ``order_size`` (base units) defines ``q = position / order_size``. ``decide`` is O(1)."""
 
-    __slots__ = ("cfg", "instrument", "order_size", "step", "asymmetric", "_pos_lots")
+    __slots__ = ("params", "instrument", "order_size", "step", "asymmetric", "_pos_lots")
 
-    def __init__(self, cfg: InventoryConfig, instrument: Instrument, order_size: float) -> None:
+    def __init__(self, params: InventoryParams, instrument: Instrument, order_size: float) -> None:
         if not (order_size > 0 and math.isfinite(order_size)):
             raise ValueError(f"order_size must be a positive base quantity, got {order_size!r}")
-        self.cfg = cfg
+        self.params = params
         self.instrument = instrument
         self.order_size = float(order_size)
         self.step = instrument.qty.step_float
-        self.asymmetric = cfg.penalty == "asymmetric"
-        self._pos_lots = math.floor(cfg.max_position / self.step + 1e-9)
+        self.asymmetric = params.penalty == "asymmetric"
+        self._pos_lots = math.floor(params.max_position / self.step + 1e-9)
 
     def q_of(self, position_lots: int) -> float:
         """Inventory in order-size units."""
@@ -169,14 +185,14 @@ class InventoryControl:
     ) -> InventoryDecision:
         """Limits for the current ``position_lots`` at price ``mid`` (price units).
         ``sigma``/``sigma_ref`` (price/sqrt(s)) drive vol scaling; ``sigma_ref`` defaults to
-        ``cfg.vol_ref``."""
-        cfg = self.cfg
-        ref = cfg.vol_ref if sigma_ref is None else sigma_ref
-        scale = vol_scale(cfg.vol_scaling, sigma, ref)
+        ``params.vol_ref``."""
+        p = self.params
+        ref = p.vol_ref if sigma_ref is None else sigma_ref
+        scale = vol_scale(p.vol_scaling, sigma, ref)
         step = self.step
-        lim = math.floor(scale * cfg.max_position / step + 1e-9) if scale != 1.0 else self._pos_lots
+        lim = math.floor(scale * p.max_position / step + 1e-9) if scale != 1.0 else self._pos_lots
         if mid > 0 and math.isfinite(mid):
-            lim_n = math.floor(scale * cfg.max_notional / (mid * step) + 1e-9)
+            lim_n = math.floor(scale * p.max_notional / (mid * step) + 1e-9)
             if lim_n < lim:
                 lim = lim_n
         else:
@@ -212,14 +228,6 @@ class HedgeRatios:
         self._buf: dict[str, deque[tuple[float, float]]] = {s: deque() for s in self.symbols}
         self._sums: dict[str, list[float]] = {s: [0.0, 0.0, 0.0, 0.0] for s in self.symbols}  # sx, sy, sxx, sxy
         self._since_resum: dict[str, int] = {s: 0 for s in self.symbols}
-
-    @classmethod
-    def from_config(cls, cfg: InventoryConfig) -> "HedgeRatios | None":
-        """``None`` when no hedge symbols are configured."""
-        if not cfg.hedge_symbols:
-            return None
-        ref = cfg.hedge_reference or cfg.hedge_symbols[0]
-        return cls(ref, list(cfg.hedge_symbols), cfg.hedge_window)
 
     def on_mids(self, mids: Mapping[str, float]) -> None:
         """One synchronous sample of mids (price units) keyed by symbol. A return pair is formed

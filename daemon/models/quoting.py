@@ -6,7 +6,7 @@
 2. ``asym``    : asymmetric inventory penalty: the side reducing ``|q|`` is not tightened below
    the ``q = 0`` half-spread (:func:`daemon.models.inventory.asymmetric_deltas`).
 3. ``adverse_widen`` / ``adverse_pull``: when ``p_adverse`` of a side exceeds
-   ``AdverseConfig.threshold``; *widen* moves the side away from the mid,
+   ``AdverseParams.threshold``; *widen* moves the side away from the mid,
    ``d' = d + (widen_factor - 1) * max(|d|, tick)`` (``= widen_factor * d`` for a normal ``d > 0``;
    a quote already through the mid, ``d <= 0``, is still moved outwards, never inwards).
 4. rounding to the tick grid: bid **down** (floor), ask **up** (ceil) - never more aggressive than
@@ -32,16 +32,44 @@ call per tick (plain floats, no numpy), and keeps what it needs to build the aud
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from daemon.config import AdverseConfig, InventoryConfig, QuoterConfig
 from daemon.core.events import Quote
 from daemon.core.instrument import Instrument
 from daemon.models.base import MarketState, Quoter, RawQuote
 from daemon.models.calibration import Calibration
-from daemon.models.inventory import InventoryControl, InventoryDecision, asymmetric_deltas
+from daemon.models.inventory import InventoryControl, InventoryDecision, InventoryParams, asymmetric_deltas
 
 _EPS = 1e-9  # in ticks (+ 1e-12 relative): absorbs float noise of exact grid prices (61800.2/0.1 = 618001.9999...)
+
+
+@dataclass(frozen=True, slots=True)
+class AdverseParams:
+    """The adverse-selection gate of :func:`finalize` (``[adverse]``; :mod:`daemon.wiring` maps it).
+
+    ``threshold``: the ``p_adverse`` (a probability) above which a side is widened or pulled,
+    ``None`` = gate off; ``action``: ``"widen"`` or ``"pull"``; ``widen_factor`` (>= 1): how far
+    a widened side moves out, as a multiple of its distance from the mid."""
+
+    threshold: float | None = None
+    action: str = "widen"
+    widen_factor: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotingParams:
+    """What :class:`QuotingPipeline` needs from ``[quoter]`` (:mod:`daemon.wiring` maps it).
+
+    ``order_size``: base units per quote (``q`` fed to the quoter is position / order_size);
+    ``min_spread_ticks``: minimum ask - bid in ticks; ``horizon_s``: seconds; ``horizon_mode``:
+    ``"rolling"`` (``t_left_s`` infinite for the pipeline: the quoter keeps ``T - t = horizon_s``)
+    or ``"session"`` (a :class:`SessionClock` counts each session down)."""
+
+    order_size: float = 0.001
+    min_spread_ticks: int = 1
+    horizon_s: float = 300.0
+    horizon_mode: str = "rolling"
 
 
 class QuoteReasons:
@@ -118,7 +146,7 @@ def finalize(
     inventory: InventoryDecision | None = None,
     p_adverse_bid: float = 0.0,
     p_adverse_ask: float = 0.0,
-    adverse: AdverseConfig | None = None,
+    adverse: AdverseParams | None = None,
     min_spread_ticks: int = 1,
     bid_size_lots: int | None = None,
     ask_size_lots: int | None = None,
@@ -143,7 +171,7 @@ def _finalize(
     inventory: InventoryDecision | None,
     p_adverse_bid: float,
     p_adverse_ask: float,
-    adverse: AdverseConfig | None,
+    adverse: AdverseParams | None,
     min_spread_ticks: int,
     bid_size_lots: int | None,
     ask_size_lots: int | None,
@@ -362,46 +390,38 @@ class QuotingPipeline:
 
     Pure and cheap (plain floats and ints; no numpy). The engine owns one per symbol::
 
-        pipe = QuotingPipeline.from_settings(settings, instrument)
+        pipe = QuotingPipeline(quoter, instrument, QuotingParams(...), InventoryParams(...), AdverseParams(...))
+        # (from the config: daemon.wiring.quoting_pipeline(settings, instrument))
         quote = pipe.step(ts_ms=..., best_bid_ticks=..., best_ask_ticks=..., position_lots=...,
                           calibration=cal.estimate(), ofi=..., p_adverse_bid=..., ...)
         if want_audit: log.info("quote_audit", **pipe.audit())
 
     ``q`` fed to the quoter is ``position / order_size`` (order-size units). ``sigma_ref`` (price/
-    sqrt(s)) drives the volatility scaling of the limits (default ``InventoryConfig.vol_ref``).
+    sqrt(s)) drives the volatility scaling of the limits (default ``InventoryParams.vol_ref``).
     """
 
     def __init__(
         self,
         quoter: Quoter,
         instrument: Instrument,
-        quoter_cfg: QuoterConfig,
-        inventory_cfg: InventoryConfig,
-        adverse_cfg: AdverseConfig | None = None,
+        params: QuotingParams,
+        inventory: InventoryParams,
+        adverse: AdverseParams | None = None,
     ) -> None:
         self.quoter = quoter
         self.instrument = instrument
-        self.cfg = quoter_cfg
-        self.adverse = adverse_cfg
+        self.params = params
+        self.adverse = adverse
         self.tick = instrument.price.step_float
-        self.order_lots = order_size_lots(instrument, quoter_cfg.order_size)
+        self.order_lots = order_size_lots(instrument, params.order_size)
         # q in order-size units of the *configured* size (before min-notional bumps)
-        self.inventory = InventoryControl(inventory_cfg, instrument, quoter_cfg.order_size)
-        self.session = SessionClock(quoter_cfg.horizon_s) if quoter_cfg.horizon_mode == "session" else None
-        self.min_spread_ticks = quoter_cfg.min_spread_ticks
+        self.inventory = InventoryControl(inventory, instrument, params.order_size)
+        self.session = SessionClock(params.horizon_s) if params.horizon_mode == "session" else None
+        self.min_spread_ticks = params.min_spread_ticks
         self._last: tuple | None = None
         # InventoryControl.decide is a pure function of its inputs: the last call's, and its answer
         self._inv_key: tuple | None = None
         self._inv_decision: InventoryDecision | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Any, instrument: Instrument, quoter: Quoter | None = None) -> "QuotingPipeline":
-        """Build from :class:`daemon.config.Settings` (quoter from :func:`make_quoter` by default)."""
-        if quoter is None:
-            from daemon.models.factory import make_quoter
-
-            quoter = make_quoter(settings)
-        return cls(quoter, instrument, settings.quoter, settings.inventory, settings.adverse)
 
     def step(
         self,

@@ -1,27 +1,24 @@
-"""``mmd report LEDGER [--run RUN] [--json] [--png FILE] [--html FILE]``: summarise a paper ledger.
+"""Summarise a paper ledger: what ``mmd report`` (:mod:`daemon.commands.report`) and ``mmd demo`` show.
 
-Reads the ledger read-only (it is validated first: a foreign or corrupt file is refused with one
-line, exit status 2), folds the chosen run's journal (default: the most recently created run) and
-prints one row per symbol: fills, volume (base units and quote currency), position (base units),
-PnL by component in quote currency (spread capture, inventory, fees, funding, total), mean markouts
-at 1/5/30 s (price units, side-signed: positive = good for us) and the maximum drawdown of the
-symbol's total PnL (quote currency). ``--json`` prints the same as one JSON object.
+:func:`build` reads the ledger read-only (it is validated first: a foreign or corrupt file raises
+:class:`~daemon.paper.ledger.LedgerError` with one line), folds the chosen run's journal (default: the
+most recently created run) and returns one row per symbol: fills, volume (base units and quote
+currency), position (base units), PnL by component in quote currency (spread capture, inventory,
+fees, funding, total), mean markouts at 1/5/30 s (price units, side-signed: positive = good for us)
+and the maximum drawdown of the symbol's total PnL (quote currency). :func:`format_table` prints it.
 
-``--png`` writes a figure (matplotlib, Agg backend): mid and our quotes, inventory, cumulative PnL by
-component and the markout distributions; ``--html`` writes a self-contained page with the table and
-the figure embedded (base64 PNG). The series come from the journalled marks (one per
-``ledger.mark_interval_ms``) plus a point at every fill and funding payment.
+:func:`render_png` draws a figure (matplotlib, Agg backend): mid and our quotes, inventory,
+cumulative PnL by component and the markout distributions; :func:`render_html` makes a
+self-contained page with the table and the figure embedded (base64 PNG). The series come from the
+journalled marks (one per ``ledger.mark_interval_ms``) plus a point at every fill and funding payment.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 
 from daemon.paper.inventory import Inventory
@@ -256,48 +253,3 @@ def render_html(summary: dict, series: dict[str, Series]) -> str:
         f"<img alt='mmd report charts' src='data:image/png;base64,{img}'/>"
         "</body></html>"
     )
-
-
-def _json_safe(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _json_safe(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_json_safe(v) for v in o]
-    return o
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ledger", metavar="LEDGER", help="the SQLite ledger file")
-    p.add_argument("--run", default=None, help="run id (default: the most recent run)")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--png", metavar="FILE", help="write charts as PNG")
-    p.add_argument("--html", metavar="FILE", help="write an HTML page with the table and charts")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        summary, series = build(args.ledger, args.run)
-    except LedgerError as e:
-        print(f"mmd report: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(_json_safe(summary), sort_keys=True))
-    else:
-        print(format_table(summary))
-    try:
-        if args.png:
-            render_png(series, args.png)
-        if args.html:
-            with open(args.html, "w", encoding="utf-8") as fh:
-                fh.write(render_html(summary, series))
-    except OSError as e:
-        print(f"mmd report: cannot write output: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -14,12 +14,10 @@ import hashlib
 import os
 from typing import Any
 
-from daemon.config import Settings, VenueConfig
+from daemon import wiring
+from daemon.config import Settings
 from daemon.core.engine import Engine
 from daemon.core.events import BUY, Fill
-from daemon.core.instrument import Instrument
-from daemon.execution.models import ConstantLatency, MakerTakerFees, feed_latency, queue_model
-from daemon.execution.paper import PaperVenue
 from daemon.logging import get_logger
 from daemon.paper.inventory import Funding, Inventory
 from daemon.paper.ledger import Ledger
@@ -27,17 +25,6 @@ from daemon.risk import RiskEvent, RiskGate
 from daemon.runtime.strategy import SymbolStrategy
 
 log = get_logger("mmd.strategy")
-
-
-def paper_venue(cfg: VenueConfig, inst: Instrument, next_order_n: int = 1) -> PaperVenue:
-    """The paper venue ``[venue]`` describes: its queue, latency and fee models."""
-    return PaperVenue(
-        inst,
-        queue=queue_model(cfg.queue_model, cfg.queue_power),
-        latency=ConstantLatency(cfg.entry_latency_ms, cfg.cancel_latency_ms),
-        fees=MakerTakerFees(cfg.maker_fee),
-        next_order_n=next_order_n,
-    )
 
 
 class Runtime:
@@ -55,10 +42,8 @@ class Runtime:
         self.quoted = False
         self.errors_total = lambda: 0
         self.strategies: dict[str, SymbolStrategy] = {}
-        from daemon.models.inventory import HedgeRatios
-
         #: cross-symbol hedge ratios (``[inventory] hedge_symbols``), sampled on the mark clock
-        self.hedge = HedgeRatios.from_config(settings.inventory)
+        self.hedge = wiring.hedge_ratios(settings)
         self._mark_mids: dict[str, float] = {}
         self.records = 0
         #: True once :meth:`stop` cancelled everything: no new orders after that
@@ -106,16 +91,13 @@ class Runtime:
 
     def _attach(self, next_order_n: dict[str, int]) -> None:
         for sym, sc in self.engine.symbols.items():
-            vc = self.settings.venue
-            venue = paper_venue(vc, sc.inst, next_order_n.get(sym, 1))
-            st = SymbolStrategy(self, sc, venue, feed_latency(vc.feed_latency, vc.feed_latency_ms))
+            venue = wiring.paper_venue(self.settings.venue, sc.inst, next_order_n.get(sym, 1))
+            st = SymbolStrategy(self, sc, venue, wiring.feed_latency(self.settings.venue))
             sc.strategy = st
             self.strategies[sym] = st
 
     def make_quoter(self):
-        from daemon.models.factory import make_quoter
-
-        return make_quoter(self.settings)
+        return wiring.make_quoter(self.settings)
 
     def _load_adverse(self):
         path = self.settings.adverse.model_path

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from daemon import wiring
 from daemon.core.engine import SymbolCore
 from daemon.core.events import BookUpdate, Kline, Quote, Trade
 from daemon.execution.models import FeedLatency
@@ -30,7 +31,6 @@ from daemon.execution.protocol import ExecutionVenue
 from daemon.features.state import FeatureState
 from daemon.logging import get_logger
 from daemon.models.calibration import Calibrator
-from daemon.models.quoting import QuotingPipeline
 from daemon.paper.inventory import Mark, MarkSampler
 from daemon.paper.ledger import QuoteAudit
 
@@ -51,8 +51,8 @@ class SymbolStrategy:
         self.symbol = sc.symbol
         self.tick = inst.price.step_float
         self.lot = inst.qty.step_float
-        self.features = FeatureState(inst, s.features)
-        self.calib = Calibrator(s.calibration, self.tick)
+        self.features = FeatureState(inst, wiring.feature_params(s))
+        self.calib = Calibrator(wiring.calibration_params(s), self.tick)
         quoter = rt.make_quoter()
         self.spread_features = None
         if s.quoter.spread_model == "nn":
@@ -61,10 +61,8 @@ class SymbolStrategy:
 
             self.spread_features = SpreadFeatures()
             quoter = NNSpreadAS(quoter, SpreadModel.load(s.quoter.spread_model_path), self.spread_features)
-        self.pipe = QuotingPipeline.from_settings(s, inst, quoter=quoter)
-        if rt.adverse is not None and self.pipe.adverse is not None and self.pipe.adverse.threshold is None:
-            # No [adverse] threshold configured: the gate uses the model file's own threshold.
-            self.pipe.adverse = self.pipe.adverse.model_copy(update={"threshold": rt.adverse.threshold})
+        # No [adverse] threshold configured: the gate uses the model file's own threshold.
+        self.pipe = wiring.quoting_pipeline(s, inst, quoter, rt.adverse.threshold if rt.adverse is not None else None)
         self.venue = venue
         #: the feed-latency model and the latency (ms) of the latest book event decided on
         self.feed = feed

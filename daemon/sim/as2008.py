@@ -36,6 +36,7 @@ import numpy as np
 
 from daemon.models import avellaneda as as_formulas
 from daemon.models import glft as glft_formulas
+from daemon.models.rl import QPolicy, action_scale
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,29 @@ class GLFTStrategy:
         return glft_formulas.deltas(q, p.gamma, p.sigma, p.k, p.A)
 
 
+class RLSimStrategy:
+    """The greedy action of a trained Q-learning policy (:class:`daemon.models.rl.QPolicy`): the
+    simulator has one volatility and no order flow, so the (vol, ofi) bins are the neutral ones."""
+
+    name = "rl"
+
+    def __init__(self, policy: QPolicy, params: ASParams) -> None:
+        self.policy = policy
+        self.p = params
+        self.u = action_scale(params.gamma, params.sigma, params.k, params.T)
+
+    def reset(self, n_paths: int) -> None:
+        pol = self.policy
+        self._vb = np.full(n_paths, pol.neutral_vol_bin())
+        self._ob = np.full(n_paths, pol.neutral_ofi_bin())
+
+    def deltas(self, step, t, s, q):
+        pol = self.policy
+        tb = pol.time_bin(np.full(q.shape, (self.p.T - t) / self.p.T))
+        a = pol.greedy(tb, pol.q_bin(q), self._vb, self._ob)
+        return pol.deltas_for(a, self.u, q)
+
+
 @dataclass
 class SimResult:
     """Outcome of a run: per-path ``pnl`` (cash + q_T*S_T) and ``final_q``, the average quoted
@@ -265,8 +289,6 @@ def make_strategy(name: str, params: ASParams, policy_path: str | None = None, p
     if name == "glft":
         return GLFTStrategy(params)
     if name == "rl":
-        from daemon.models.rl import QPolicy, RLSimStrategy
-
         if policy is None:
             if policy_path is None:
                 raise ValueError("strategy 'rl' needs --policy FILE (from mmd train-rl)")

@@ -34,6 +34,7 @@ import numpy as np
 
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Fill, Quote, Trade
+from daemon.models.rl import action_scale
 from daemon.models.spread_nn import FEATURES, SpreadFeatures
 from daemon.execution.paper import PaperVenue
 
@@ -201,8 +202,6 @@ def run_policy(env: ReplayQuotingEnv, policy, gamma: float, kappa: float, horizo
     ``epsilon > 0`` explores; ``learn_rate > 0`` applies one-step Q-learning updates to the policy's
     table (all four state dimensions, so volatility and OFI cells get trained here). Returns a
     summary: final PnL (MtM, quote currency), fills, final q, summed reward."""
-    from daemon.models.rl import action_scale
-
     rng = np.random.default_rng(seed)
     obs = env.reset(start_ms, end_ms)
     total_r = 0.0

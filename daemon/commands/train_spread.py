@@ -2,7 +2,7 @@
 
 Replays the recording (default: the bundled BTCUSDT one) through the frame parser and the
 ``orderbook.50`` book, labels every decision point with the ex-post optimal spread
-(:func:`daemon.models.spread_nn.label_optimal_spread`), fits the network on the time-ordered first
+(:func:`daemon.training.spread_nn.label_optimal_spread`), fits the network on the time-ordered first
 part and reports validation MAE/RMSE in ticks against the naive baselines. Progress (epoch, training
 loss) goes to stderr.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.models.spread_nn import SpreadTrainConfig, build_dataset, train_spread_model
-from daemon.models.train_cli import fail, progress_line, save_and_report
+from daemon.commands.train_common import fail, progress_line, save_and_report
+from daemon.models.spread_nn import SpreadTrainConfig
+from daemon.training.spread_nn import build_dataset, train_spread_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -34,11 +34,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from daemon.bybit.messages import FrameError, FrameParser
-from daemon.config import FeaturesConfig
 from daemon.core.book import OrderBook
 from daemon.core.events import BookUpdate, Kline, Trade
 from daemon.core.instrument import Instrument
-from daemon.features import FeatureState
+from daemon.features import FeatureParams, FeatureState
 
 
 class RecordingError(ValueError):
@@ -102,7 +101,7 @@ def replay_features(
     path: str | Path,
     instrument: Instrument,
     names: Sequence[str],
-    features_cfg: FeaturesConfig | None = None,
+    features: FeatureParams | None = None,
     *,
     depth: int = 50,
     decision_ms: int = 250,
@@ -114,9 +113,9 @@ def replay_features(
     sym = instrument.symbol
     parser = FrameParser({sym: instrument})
     book = OrderBook(sym, depth)
-    fs = FeatureState(instrument, features_cfg)
+    fs = FeatureState(instrument, features)
     if warmup_s is None:
-        warmup_s = default_warmup_s(fs.cfg)
+        warmup_s = default_warmup_s(fs.params)
     names = list(names)
     rows: list[list[float]] = []
     t_rows: list[int] = []
@@ -193,9 +192,9 @@ def replay_features(
     )
 
 
-def default_warmup_s(cfg: FeaturesConfig) -> float:
+def default_warmup_s(params: FeatureParams) -> float:
     """Seconds after the first book before decisions are sampled: the longest time window."""
-    return max(cfg.trade_window_s, cfg.ofi_window_s)
+    return max(params.trade_window_s, params.ofi_window_s)
 
 
 def label_adverse(
@@ -241,7 +240,7 @@ def build_dataset(
     paths: Sequence[str | Path],
     instrument: Instrument,
     names: Sequence[str],
-    features_cfg: FeaturesConfig | None = None,
+    features: FeatureParams | None = None,
     *,
     label_ticks: int,
     horizon_s: float,
@@ -255,7 +254,7 @@ def build_dataset(
     h_ms = int(round(horizon_s * 1000))
     parts = []
     for p in paths:
-        r = replay_features(p, instrument, names, features_cfg, depth=depth, decision_ms=decision_ms, warmup_s=warmup_s)
+        r = replay_features(p, instrument, names, features, depth=depth, decision_ms=decision_ms, warmup_s=warmup_s)
         yb, ya, ok = label_adverse(r.path_t_ms, r.path_mid2, r.t_ms, r.mid2, label_ticks, h_ms)
         parts.append((r.t_ms[ok], r.X[ok], yb[ok], ya[ok], r.source))
     t = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)

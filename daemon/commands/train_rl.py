@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.models.rl import TrainConfig, train
-from daemon.models.train_cli import fail, progress_line, save_and_report
+from daemon.commands.train_common import fail, progress_line, save_and_report
+from daemon.models.rl import TrainConfig
+from daemon.training.rl import train
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

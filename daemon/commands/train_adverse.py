@@ -1,6 +1,6 @@
 """``mmd train-adverse RECORDING... --out FILE [--eval RECORDING...] [--json]``
 
-Replays the recordings (:mod:`daemon.models.dataset`), labels decision ticks (adverse when the
+Replays the recordings (:mod:`daemon.training.dataset`), labels decision ticks (adverse when the
 mid moves against a hypothetical fill by more than ``label_ticks`` ticks within ``horizon_s``
 seconds; defaults from ``[adverse]``), splits the rows **by time** (first ``--train-frac`` for
 training, the rest for validation; training rows whose label horizon reaches into the validation
@@ -19,11 +19,13 @@ from functools import partial
 
 import numpy as np
 
+from daemon.commands.common import settings_from_args
+from daemon.commands.train_common import fail, save_and_report
 from daemon.core.instrument import Instrument, btcusdt_linear
 from daemon.features import FEATURE_NAMES
 from daemon.models.adverse import DEFAULT_FEATURES, evaluate, train
-from daemon.models.dataset import RecordingError, build_dataset
-from daemon.models.train_cli import fail, save_and_report
+from daemon.training.dataset import RecordingError, build_dataset
+from daemon.wiring import feature_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,8 +54,6 @@ _fail = partial(fail, "train-adverse")
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.commands.common import settings_from_args
-
     s = settings_from_args(args)
     label_ticks = args.label_ticks if args.label_ticks is not None else s.adverse.label_ticks
     horizon_s = args.horizon_s if args.horizon_s is not None else s.adverse.label_horizon_s
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(label_ticks=label_ticks, horizon_s=horizon_s, depth=s.market.depth, decision_ms=args.decision_ms,
               warmup_s=args.warmup_s)
     try:
-        ds = build_dataset(args.recordings, inst, names, s.features, **kw)
+        ds = build_dataset(args.recordings, inst, names, feature_params(s), **kw)
     except RecordingError as e:
         return _fail(str(e), 1)
     n = len(ds)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     m_ev = None
     if args.eval:
         try:
-            ev = build_dataset(args.eval, inst, names, s.features, **kw)
+            ev = build_dataset(args.eval, inst, names, feature_params(s), **kw)
         except RecordingError as e:
             return _fail(str(e), 1)
         m_ev = evaluate(model, ev.X, ev.y_bid, ev.y_ask)
