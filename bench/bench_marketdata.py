@@ -300,6 +300,9 @@ def s_tick(_):
             self.mid = float("nan")
             self.quote = None
 
+        def before_book(self, ts_ms: int) -> None:
+            """No venue in this stage: nothing becomes due before an update."""
+
         def on_book(self, ev) -> None:
             book = sc.book
             f = self.features
