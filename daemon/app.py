@@ -16,6 +16,7 @@ The shell is the only place that reads the clock; the core sees time only throug
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import time
 from typing import Any
@@ -34,7 +35,12 @@ log = get_logger("mmd.app")
 
 
 class StartupError(RuntimeError):
-    """The daemon cannot start (unknown symbol, REST unreachable, ...): one clear line."""
+    """The daemon cannot start (unknown symbol, REST unreachable, ...): one clear line.
+    ``transient``: a network-side failure that start-up retries (forever, with backoff)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class App:
@@ -61,6 +67,8 @@ class App:
         self._tasks: list[asyncio.Task] = []
         self._resubscribing: set[str] = set()
         self.ready = False
+        #: why start-up is still retrying (None once started): /readyz names it
+        self.startup_problem: str | None = None
         self.exit_code = 0
         self.metrics_port = 0
 
@@ -78,13 +86,28 @@ class App:
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
             except (NotImplementedError, RuntimeError):  # pragma: no cover
                 pass
+        stop_wait = asyncio.create_task(self._stop.wait())
+        start = asyncio.create_task(self._start_until_up(), name="startup")
+        await asyncio.wait({stop_wait, start}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():  # SIGTERM/SIGINT during start-up (e.g. while retrying): stop now
+            start.cancel()
+            try:
+                await start
+            except (asyncio.CancelledError, Exception):
+                pass
+            await self._shutdown()
+            return self.exit_code
+        stop_wait.cancel()
         try:
-            await self._start()
+            start.result()
         except StartupError as e:
             log.error("startup_failed", error=str(e))
             self.exit_code = 1
             await self._shutdown()
             return 1
+        if self._stop.is_set():
+            await self._shutdown()
+            return self.exit_code
         stream_task = asyncio.create_task(self.stream.run(), name="stream")  # type: ignore[union-attr]
         self._tasks.append(stream_task)
         self._tasks.append(asyncio.create_task(self._timer(), name="timer"))
@@ -103,16 +126,39 @@ class App:
         await self._shutdown()
         return self.exit_code
 
+    async def _start_until_up(self) -> None:
+        """Serve ops, then bootstrap; a transient failure (REST unreachable, 5xx, rate limits:
+        the REST client's own retries ran out) is retried forever with capped, full-jitter
+        backoff (``[rest] backoff_base_s`` doubling up to ``startup_retry_max_s``), not ready
+        meanwhile (``/readyz`` 503 naming the problem, ``/healthz`` 200). A configuration problem
+        (an unknown symbol, a port in use) ends the start-up with :class:`StartupError`."""
+        await self._start_ops()
+        rng = random.Random()
+        attempt = 0
+        while True:
+            try:
+                await self._start()
+                self.startup_problem = None
+                return
+            except StartupError as e:
+                if not e.transient:
+                    raise
+                self.startup_problem = str(e)
+                cap = min(self.s.rest.startup_retry_max_s, self.s.rest.backoff_base_s * (2 ** min(attempt, 30)))
+                delay = rng.uniform(cap / 2, cap)
+                attempt += 1
+                log.warning("startup_retry", error=str(e)[:300], attempt=attempt, delay_s=round(delay, 3))
+                await asyncio.sleep(delay)
+
     async def _start(self) -> None:
         s = self.s
         m = s.market
         t0 = time.monotonic()
-        await self._start_ops()
         async with BybitRest(m.rest_url, s.rest) as rest:
             try:
                 all_inst = await rest.instruments(m.category) if len(m.symbols) > 1 else await rest.instruments(m.category, m.symbols[0])
             except BybitRestError as e:
-                raise StartupError(f"instruments-info failed: {e}") from None
+                raise StartupError(f"instruments-info failed: {e}", transient=e.transient) from None
             missing = [sym for sym in m.symbols if sym not in all_inst]
             if missing:
                 raise StartupError(f"unknown or non-trading symbol(s) for category {m.category}: {', '.join(missing)}")

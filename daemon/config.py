@@ -69,6 +69,9 @@ class RestConfig(_Section):
     backoff_max_s: float = Field(30.0, gt=0)
     #: pause after HTTP 403 (IP ban: Bybit asks for at least 10 minutes)
     ban_backoff_s: float = Field(600.0, ge=0)
+    #: start-up retries an unreachable REST endpoint forever; the wait between tries doubles from
+    #: backoff_base_s up to this cap (full jitter in the upper half)
+    startup_retry_max_s: float = Field(60.0, gt=0)
 
 
 class WsConfig(_Section):

@@ -29,10 +29,11 @@ class AppOps:
         self._errors_seen: dict[str, int] = {}
         self._records_seen = -1
         self._counts_seen: dict[str, list[int]] = {}  # symbol -> [quotes, fills buy, fills sell] exported
+        self._books_and_ledger = books_and_ledger_ready(self._book_states, self._ledger_ok)
         self.runtime = OpsRuntime(
             settings.ops,
             self.metrics,
-            books_and_ledger_ready(self._book_states, self._ledger_ok),
+            self._ready,
             alive=lambda: True,
         )
 
@@ -49,6 +50,16 @@ class AppOps:
         return self.runtime.port
 
     # -- readiness -----------------------------------------------------------------------------
+
+    def _ready(self) -> tuple[bool, dict]:
+        """Every book LIVE and the ledger writable; while start-up is still retrying, not ready
+        with the reason (e.g. the REST endpoint unreachable) first."""
+        ok, details = self._books_and_ledger()
+        problem = getattr(self.app, "startup_problem", None)
+        if problem:
+            details["reasons"] = [f"starting: {problem}", *details["reasons"]]
+            return False, details
+        return ok, details
 
     def _book_states(self) -> dict[str, int]:
         eng = self.app.engine

@@ -36,11 +36,15 @@ RETRY_RETCODES = {10006: "rate_limit_10006", 10016: "server_restarting_10016", 1
 class BybitRestError(Exception):
     """A REST call that failed for good: ``ret_code`` (or ``None``), ``http_status``, ``path``."""
 
-    def __init__(self, path: str, message: str, ret_code: int | None = None, http_status: int | None = None):
+    def __init__(self, path: str, message: str, ret_code: int | None = None, http_status: int | None = None,
+                 transient: bool = False):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.ret_code = ret_code
         self.http_status = http_status
+        #: the retries ran out on a network failure, 5xx, rate limit or busy answer: trying again
+        #: later may succeed (a refused request or a malformed answer will not)
+        self.transient = transient
 
 
 class _Retry(Exception):
@@ -119,7 +123,7 @@ class BybitRest:
                     # A ban pause does not consume the retry budget; keep trying after it.
                     continue
                 if attempt >= self.cfg.max_retries:
-                    raise BybitRestError(path, f"giving up after {attempt + 1} attempts: {r}") from None
+                    raise BybitRestError(path, f"giving up after {attempt + 1} attempts: {r}", transient=True) from None
                 delay = self.backoff(attempt)
                 log.warning("rest_retry", path=path, reason=r.reason, detail=str(r)[:200], attempt=attempt + 1, delay_s=round(delay, 3))
                 attempt += 1
