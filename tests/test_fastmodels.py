@@ -112,3 +112,14 @@ def test_c_predict_equals_python_predict_on_any_values(data):
     model = _model()
     vals = {n: data.draw(value) for n in model.feature_names}
     assert model.predict(vals) == model.predict_py(vals)
+
+
+def test_c_fit_takes_as_many_buckets_as_the_config_allows():
+    """[calibration] max_depth_ticks allows 100,000 one-tick buckets; the C fit used to refuse more
+    than 4,096 with a ValueError the calibrator did not catch (the Python fit has no limit). The
+    two must agree on every input the configuration admits."""
+    counts = [1] * 100_000  # one trade per bucket: every bucket is a point
+    for weighted in (True, False):
+        _same(c_fit(counts, len(counts) + 5, 300.0, 1, 3, 0.1, weighted),
+              intensity_fit_py(counts, len(counts) + 5, 300.0, 1, 3, 0.1, weighted))
+    _same(c_fit([], 0, 1.0, 1, 2, 0.1, True), intensity_fit_py([], 0, 1.0, 1, 2, 0.1, True))

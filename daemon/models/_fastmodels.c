@@ -22,8 +22,6 @@
 #include <Python.h>
 #include <math.h>
 
-#define MAX_POINTS 4096
-
 static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
     PyObject *counts;
     long long n, min_n;
@@ -35,12 +33,13 @@ static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
     PyObject *fast = PySequence_Fast(counts, "counts must be a sequence of ints");
     if (fast == NULL) return NULL;
     Py_ssize_t nb = PySequence_Fast_GET_SIZE(fast);
-    if (nb > MAX_POINTS) {
+    /* as many points as buckets, however many the config allows (the Python fit has no limit) */
+    double *buf = PyMem_Malloc(sizeof(double) * 3 * (size_t)(nb > 0 ? nb : 1));
+    if (buf == NULL) {
         Py_DECREF(fast);
-        PyErr_SetString(PyExc_ValueError, "too many depth buckets");
-        return NULL;
+        return PyErr_NoMemory();
     }
-    double x[MAX_POINTS], y[MAX_POINTS], w[MAX_POINTS];
+    double *x = buf, *y = buf + (nb > 0 ? nb : 1), *w = buf + 2 * (nb > 0 ? nb : 1);
     Py_ssize_t m = 0;
     long long cum = n;
     for (Py_ssize_t i = 0; i < nb; i++) {
@@ -48,6 +47,7 @@ static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
             long long c = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i - 1));
             if (c == -1 && PyErr_Occurred()) {
                 Py_DECREF(fast);
+                PyMem_Free(buf);
                 return NULL;
             }
             cum -= c;
@@ -60,10 +60,14 @@ static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
         m++;
     }
     Py_DECREF(fast);
-    if (m < min_points || m < 2) return Py_BuildValue("(nddd)", m, NAN, NAN, NAN);
+    if (m < min_points || m < 2) {
+        PyMem_Free(buf);
+        return Py_BuildValue("(nddd)", m, NAN, NAN, NAN);
+    }
     double sw = 0.0, sx = 0.0, sy = 0.0;
     for (Py_ssize_t i = 0; i < m; i++) sw += w[i];
     if (!(sw > 0)) {
+        PyMem_Free(buf);
         PyErr_SetString(PyExc_ValueError, "weights must sum to a positive number");
         return NULL;
     }
@@ -77,6 +81,7 @@ static PyObject *intensity_fit(PyObject *mod, PyObject *args) {
         sxy += wdx * dy;
         syy += w[i] * dy * dy;
     }
+    PyMem_Free(buf);
     if (sxx <= 0.0) {
         PyErr_SetString(PyExc_ValueError, "depths must not all be equal");
         return NULL;
