@@ -85,8 +85,10 @@ async def test_oversized_frames_are_refused_counted_and_reconnected():
     async with ExchangeServer(speed=50.0) as ex:
         st, parser, events = await _stream(ex, cfg, ["orderbook.50.BTCUSDT"])
         task = asyncio.create_task(st.run())
-        for _ in range(200):
-            if parser.errors["too_large"] >= 2:
+        # the reader counts too_large when the socket closes; run() counts the reconnect after the
+        # session unwinds, a moment later: wait for both (ceiling 20 s), not for the first only
+        for _ in range(400):
+            if parser.errors["too_large"] >= 2 and st.stats["reconnects"] >= 2:
                 break
             await asyncio.sleep(0.05)
         assert parser.errors["too_large"] >= 2 and st.stats["reconnects"] >= 2
