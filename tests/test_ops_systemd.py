@@ -165,11 +165,11 @@ async def test_watchdog_pings_stop_while_the_loop_is_blocked(path_receiver):
     # ... while before the block they were ~50 ms apart, and they came back after it.
     before_block = [t for t in pings if t <= block["start"]]
     gaps = [b - a for a, b in zip(before_block, before_block[1:])]
-    assert gaps and max(gaps) < 0.3
-    assert any(t > block["end"] for t in pings)
-    # the longest silence is the block itself
+    assert gaps and any(t > block["end"] for t in pings)
+    # the longest silence is the block itself: longer than any gap before it (a relative check, so
+    # a loaded machine's slower pings do not fail it; the ping rate itself is a bench/ measurement)
     all_gaps = [b - a for a, b in zip(pings, pings[1:])]
-    assert max(all_gaps) >= 0.55
+    assert max(all_gaps) >= 0.55 and max(all_gaps) > max(gaps)
     assert wd.pings == len(pings)
 
 
@@ -179,18 +179,27 @@ async def test_watchdog_withholds_pings_when_not_alive(path_receiver):
     alive = {"ok": True}
     wd = Watchdog(n, alive=lambda: alive["ok"])
     wd.start()
+
+    async def until(cond, timeout: float = 20.0) -> None:  # event-driven wait, generous ceiling
+        end = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < end, "condition not reached in time"
+            await asyncio.sleep(0.005)
+
+    def received() -> int:
+        return len([x for x in r.messages if x[1] == "WATCHDOG=1"])
+
     try:
-        await asyncio.sleep(0.1)
-        assert r.wait_for(lambda m: len(m) >= 2)
+        await until(lambda: received() >= 2)
         alive["ok"] = False
-        await asyncio.sleep(0.03)  # let an in-flight ping land
-        n_before = len(r.pings())
-        await asyncio.sleep(0.2)
-        assert len(r.pings()) == n_before
-        assert wd.withheld >= 3
+        sent = wd.pings  # no await since the switch: nothing more can have been sent
+        w0 = wd.withheld
+        await until(lambda: wd.withheld >= w0 + 3)  # three ping times passed while not alive
+        assert wd.pings == sent
+        await until(lambda: received() >= sent)  # every ping sent before the switch has landed ...
+        assert received() == sent  # ... and no other
         alive["ok"] = True
-        await asyncio.sleep(0.1)
-        assert r.wait_for(lambda m: len([x for x in m if x[1] == "WATCHDOG=1"]) > n_before)
+        await until(lambda: received() > sent)
     finally:
         await wd.stop()
         n.close()
