@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -74,7 +75,10 @@ async def test_metrics_healthz_readyz_over_http():
 
             status, _, _ = await get(s, srv.url + "/nope")
             assert status == 404
-        await asyncio.sleep(0.3)  # the owned monitor has fed the loop-lag metrics
+        for _ in range(4000):  # the owned monitor feeds the loop-lag metrics (ceiling 20 s)
+            if (m.registry.get_sample_value("mmd_event_loop_lag_seconds_count") or 0) >= 1:
+                break
+            await asyncio.sleep(0.005)
         assert "mmd_event_loop_lag_seconds_count" in m.render().decode()
         assert m.registry.get_sample_value("mmd_event_loop_lag_seconds_count") >= 1
     finally:
@@ -119,18 +123,28 @@ async def test_healthz_503_when_loop_was_blocked_then_recovers():
         status, body = await asyncio.to_thread(blocking_get, url)
         assert status == 200, body
 
-        # The request is sent from a thread while the loop sleeps 0.5 s inside a callback:
-        # the handler only runs after the block and must report the stall.
+        # The request is sent from a thread while the loop sleeps 0.5 s inside a callback (the
+        # thread sends only once the block has begun, whatever the machine's load): the handler
+        # only runs after the block and must report the stall.
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, lambda: (time.sleep(0.1), blocking_get(url))[1])
-        loop.call_later(0.02, time.sleep, 0.5)
+        blocking = threading.Event()
+
+        def block() -> None:
+            blocking.set()
+            time.sleep(0.5)
+
+        fut = loop.run_in_executor(None, lambda: (blocking.wait(20), blocking_get(url))[1])
+        loop.call_soon(block)
         status, body = await fut
         assert status == 503, body
         assert body["status"] == "unhealthy" and body["loop_lag_s"] > 0.2
         assert body["loop_lag_max_s"] > 0.3
 
-        await asyncio.sleep(0.1)  # a few clean samples
-        status, body = await asyncio.to_thread(blocking_get, url)
+        for _ in range(200):  # clean samples follow: healthy again (ceiling ~20 s)
+            status, body = await asyncio.to_thread(blocking_get, url)
+            if status == 200:
+                break
+            await asyncio.sleep(0.1)
         assert status == 200, body
         assert m.registry.get_sample_value("mmd_event_loop_lag_seconds_bucket", {"le": "0.25"}) < \
             m.registry.get_sample_value("mmd_event_loop_lag_seconds_count")
