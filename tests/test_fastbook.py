@@ -392,3 +392,79 @@ def test_replay_journal_is_identical_without_the_c_path(tmp_path):
     fast = _replay_digest(tmp_path, "c", {"MMD_ADVERSE__MODEL_PATH": model})
     pure = _replay_digest(tmp_path, "py", {"MMD_ADVERSE__MODEL_PATH": model, "MMD_PURE_PYTHON": "1"})
     assert fast == pure and fast[1] > 1000
+
+
+# -- inputs at the edge of int64 (issue "Survive a hostile network") ----------------------------
+
+
+def test_depth_sums_past_int64_agree_with_the_python_book():
+    """Each level size is < 2**62 lots, but four of them sum past int64: the C book used to
+    overflow (undefined behaviour) and disagree with the Python reference, whose ints are exact."""
+    big = 2**62 - 1
+    levels = [(100 - i, big) for i in range(4)]
+    asks = [(200 + i, big) for i in range(3)]
+    c, py = fastbook.OrderBook("X", 50), PyOrderBook("X", 50)
+    for b in (c, py):
+        b.apply(BookUpdate("X", 50, True, levels, asks, 1, 1, 0, 0, 0))
+    for k in (0, 1, 2, 3, 4, 50):
+        assert c.top_depth(k) == py.top_depth(k) == (min(k, 4) * big, min(k, 3) * big)
+        assert c.top_of_book(k) == py.top_of_book(k)
+    assert c.top_depth(4)[0] > 2**63  # past int64, exactly
+
+
+def test_a_negative_level_count_is_refused_by_both_books():
+    c, py = fastbook.OrderBook("X", 50), PyOrderBook("X", 50)
+    for b in (c, py):
+        b.apply(BookUpdate("X", 50, True, [(100, 1), (99, 2)], [(101, 3)], 1, 1, 0, 0, 0))
+        for call in (b.top_depth, b.top_of_book):
+            with pytest.raises(ValueError):
+                call(-1)
+    # an empty change list (no scratch buffer allocated yet) is a no-op in both
+    for b in (fastbook.OrderBook("X", 50), PyOrderBook("X", 50)):
+        b.apply(BookUpdate("X", 50, True, [], [], 1, 1, 0, 0, 0))
+        b.apply(BookUpdate("X", 50, False, [], [], 2, 2, 0, 0, 0))
+        assert b.top_depth(5) == (0, 0)
+
+
+@pytest.mark.parametrize("field", ["u", "seq", "ts", "cts"])
+@pytest.mark.parametrize("digits", ["999999999999999999", "1000000000000000000", "9223372036854775807",
+                                    "9223372036854775808", "99999999999999999999"])
+def test_integers_of_18_to_20_digits_decline_the_scanner_and_agree(field, digits):
+    """18 digits is the scanner's limit: a 19th digit is checked before it is multiplied in (it
+    used to overflow first), the scanner declines, and the msgspec path decides: the event, or
+    ``bad_value`` beyond int64 -- the same with and without the C path."""
+    frame = {"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "ts": 1723161444633, "cts": 1723161444630,
+             "data": {"s": "BTCUSDT", "b": [["61694.00", "7.894"]], "a": [["61694.10", "0.716"]], "u": 6040, "seq": 5}}
+    raw = json.dumps(frame).replace(f'"{field}": {frame.get(field, frame["data"].get(field))}', f'"{field}": {digits}', 1)
+    assert digits in raw
+    inst = {"BTCUSDT": btcusdt_linear()}
+    fast, ref = FrameParser(inst), FrameParser(inst)
+    ref._scanner = ref._scan = None
+    scanned = fast._scan(raw.encode(), 0)
+    if len(digits) > 18:
+        assert scanned is None  # declined
+    out = []
+    for p in (fast, ref):
+        try:
+            out.append(p.parse(raw.encode(), 0))
+        except FrameError as e:
+            out.append(e.kind)
+    assert out[0] == out[1]
+    assert (out[0] == "bad_value") == (int(digits) > 2**63 - 1)
+
+
+@pytest.mark.parametrize("size", ["4611686018427387.903", "4611686018427387.904", "9999999999999999.999",
+                                  "99999999999999999.99", "0.0000000000000000001"])
+def test_sizes_at_the_grid_limit_agree_with_the_reference(size):
+    frame = ('{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"cts":1,"data":{"s":"BTCUSDT",'
+             '"b":[["61694.00","%s"]],"a":[["61694.10","0.716"]],"u":1,"seq":1}}' % size).encode()
+    inst = {"BTCUSDT": btcusdt_linear()}
+    fast, ref = FrameParser(inst), FrameParser(inst)
+    ref._scanner = ref._scan = None
+    out = []
+    for p in (fast, ref):
+        try:
+            out.append(p.parse(frame, 0))
+        except FrameError as e:
+            out.append(e.kind)
+    assert out[0] == out[1]

@@ -340,24 +340,63 @@ static PyObject *book_best_ask_size(BookObject *self, PyObject *Py_UNUSED(a)) {
     return PyLong_FromLongLong(self->asks.n ? self->asks.v[0].s : 0);
 }
 
-/* lots over the top k levels of a side */
-static int64_t side_depth(const Side *sd, Py_ssize_t k) {
-    int64_t v = 0;
+/* lots over the top k levels of a side, as a Python int. Each size is < 2**62 but a sum of them
+ * is not bounded by int64: it is summed in 128 bits (1000 levels < 2**72) and converted exactly,
+ * so the answer is the Python reference's for every book. */
+static PyObject *side_depth(const Side *sd, Py_ssize_t k) {
+    __int128 v = 0;
     Py_ssize_t n = k < sd->n ? k : sd->n;
     for (Py_ssize_t i = 0; i < n; i++) v += sd->v[i].s;
-    return v;
+    if (v >= INT64_MIN && v <= INT64_MAX) return PyLong_FromLongLong((long long)v);
+    /* |v| < 2**126: high * 2**64 + low, through Python ints */
+    unsigned __int128 u = v < 0 ? (unsigned __int128)(-v) : (unsigned __int128)v;
+    PyObject *hi = PyLong_FromUnsignedLongLong((unsigned long long)(u >> 64));
+    PyObject *lo = PyLong_FromUnsignedLongLong((unsigned long long)u);
+    PyObject *sh = PyLong_FromLong(64);
+    PyObject *r = NULL, *t = NULL;
+    if (hi && lo && sh && (t = PyNumber_Lshift(hi, sh)) != NULL) r = PyNumber_Or(t, lo);
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(sh);
+    Py_XDECREF(t);
+    if (r != NULL && v < 0) {
+        PyObject *neg = PyNumber_Negative(r);
+        Py_DECREF(r);
+        r = neg;
+    }
+    return r;
+}
+
+/* k of top_depth/top_of_book: a level count, >= 0 (the Python reference refuses a negative k too) */
+static int depth_k(PyObject *arg, Py_ssize_t *k) {
+    *k = PyLong_AsSsize_t(arg);
+    if (*k == -1 && PyErr_Occurred()) return -1;
+    if (*k < 0) {
+        PyErr_SetString(PyExc_ValueError, "k must be >= 0 levels");
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *book_top_depth(BookObject *self, PyObject *arg) {
-    Py_ssize_t k = PyLong_AsSsize_t(arg);
-    if (k == -1 && PyErr_Occurred()) return NULL;
-    return Py_BuildValue("(LL)", (long long)side_depth(&self->bids, k), (long long)side_depth(&self->asks, k));
+    Py_ssize_t k;
+    if (depth_k(arg, &k) < 0) return NULL;
+    PyObject *vb = side_depth(&self->bids, k);
+    if (vb == NULL) return NULL;
+    PyObject *va = side_depth(&self->asks, k);
+    if (va == NULL) {
+        Py_DECREF(vb);
+        return NULL;
+    }
+    PyObject *t = PyTuple_Pack(2, vb, va);
+    Py_DECREF(vb);
+    Py_DECREF(va);
+    return t;
 }
 
 static PyObject *book_top_of_book(BookObject *self, PyObject *arg) {
-    Py_ssize_t k = PyLong_AsSsize_t(arg);
-    if (k == -1 && PyErr_Occurred()) return NULL;
-    int64_t vb = side_depth(&self->bids, k), va = side_depth(&self->asks, k);
+    Py_ssize_t k;
+    if (depth_k(arg, &k) < 0) return NULL;
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
     PyObject *v[6];
@@ -375,8 +414,8 @@ static PyObject *book_top_of_book(BookObject *self, PyObject *arg) {
     }
     v[2] = PyLong_FromLongLong(self->bids.n ? self->bids.v[0].s : 0);
     v[3] = PyLong_FromLongLong(self->asks.n ? self->asks.v[0].s : 0);
-    v[4] = PyLong_FromLongLong(vb);
-    v[5] = PyLong_FromLongLong(va);
+    v[4] = side_depth(&self->bids, k);
+    v[5] = side_depth(&self->asks, k);
     for (int i = 0; i < 6; i++) {
         if (v[i] == NULL) {
             for (int j = 0; j < 6; j++) Py_XDECREF(v[j]);
@@ -570,7 +609,7 @@ static Py_ssize_t changes_of(BookObject *self, PyObject *seq, const int64_t **ou
         self->tmp[off + 2 * i + 1] = s;
     }
     Py_DECREF(fast);
-    *out = self->tmp + off;
+    *out = self->tmp != NULL ? self->tmp + off : NULL; /* no arithmetic on a NULL scratch (n == 0) */
     return n;
 }
 
@@ -855,9 +894,9 @@ static inline int json_int(Cur *c, long long *out) {
     const char *d = q;
     long long v = 0;
     while (q < c->end && *q >= '0' && *q <= '9') {
+        if (q - d >= 18) return 0; /* a 19th digit: checked before it is multiplied in (no overflow) */
         v = v * 10 + (*q - '0');
         q++;
-        if (q - d > 18) return 0;
     }
     if (q == d) return 0;
     if (*d == '0' && q - d > 1) return 0; /* leading zero: not JSON */
@@ -946,9 +985,10 @@ static inline int grid_value(const char *s, Py_ssize_t n, int dec, int64_t units
     int64_t v = 0;
     int digits = 0;
     while (q < e && *q >= '0' && *q <= '9') {
+        if (digits >= 18) return 0; /* checked before the digit is multiplied in (no overflow) */
         v = v * 10 + (*q - '0');
+        digits++;
         q++;
-        if (++digits > 18) return 0;
     }
     if (q == s) return 0;
     int f = 0;
@@ -960,8 +1000,9 @@ static inline int grid_value(const char *s, Py_ssize_t n, int dec, int64_t units
             char ch = *q;
             if (ch < '0' || ch > '9') return 0;
             if (f < dec) {
+                if (digits >= 18) return 0;
                 v = v * 10 + (ch - '0');
-                if (++digits > 18) return 0;
+                digits++;
                 f++;
             } else if (ch != '0') {
                 return 0; /* finer than the grid's decimals: off grid */

@@ -153,7 +153,10 @@ class PyOrderBook:
         return [(k, a[k]) for k in keys]
 
     def top_depth(self, k: int) -> tuple[int, int]:
-        """Sizes (lots) summed over the top ``k`` levels of each side: ``(bid_lots, ask_lots)``."""
+        """Sizes (lots) summed over the top ``k`` levels of each side: ``(bid_lots, ask_lots)``.
+        ``k`` is a level count: a negative one is a ``ValueError`` (as in the C book)."""
+        if k < 0:
+            raise ValueError("k must be >= 0 levels")
         b = self.bids
         a = self.asks
         vb = 0
