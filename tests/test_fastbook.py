@@ -468,3 +468,34 @@ def test_sizes_at_the_grid_limit_agree_with_the_reference(size):
         except FrameError as e:
             out.append(e.kind)
     assert out[0] == out[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(50, 150), st.integers(0, 5)), min_size=65, max_size=200),
+                min_size=1, max_size=5),
+       st.sampled_from([5, 50]))
+def test_large_deltas_take_the_batch_path_and_equal_a_naive_book(deltas, depth):
+    """Deltas over BATCH_CHANGES changes are merged after one sort (C) or rebuilt by one sort
+    (Python) instead of one insert each. Oracle: a naive dict applied change by change, cut to
+    ``depth`` after each delta. Repeated prices within a delta (the last change wins) and deletes
+    of absent prices are in the draw."""
+    from daemon.core.book import BATCH_CHANGES
+
+    assert any(len(d) > BATCH_CHANGES for d in deltas)
+    c, py = fastbook.OrderBook("X", depth), PyOrderBook("X", depth)
+    for b in (c, py):
+        b.apply(BookUpdate("X", depth, True, [(99, 1)], [(200, 1)], 1, 1, 0, 0, 0))
+    naive = {99: 1}
+    for i, d in enumerate(deltas):
+        ch = [(p, s) for p, s in d]
+        for b in (c, py):
+            b.apply(BookUpdate("X", depth, False, ch, [], i + 2, 0, 0, 0, 0))
+        for p, s in ch:
+            if s:
+                naive[p] = s
+            else:
+                naive.pop(p, None)
+        naive = dict(sorted(naive.items(), reverse=True)[:depth])
+        want = sorted(naive.items(), reverse=True)
+        assert c.bid_levels() == py.bid_levels() == want
+        assert c.top_depth(depth) == py.top_depth(depth)

@@ -661,7 +661,56 @@ static int load_side(Side *sd, const int64_t *ch, Py_ssize_t n, int neg, Py_ssiz
     return 0;
 }
 
+/* a delta with more changes than this is merged in one pass after a sort (O(n log n)) instead of
+ * one binary search + memmove each (quadratic for a hostile 250k-level delta); the result is the
+ * same: a price's last change in the delta decides it (upsert or delete). Same bound as the Python
+ * book's BATCH_CHANGES. */
+#define BATCH_CHANGES 64
+
+static int cmp_key_pos(const void *a, const void *b) {
+    const int64_t *x = a, *y = b; /* (key, position, size) */
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+}
+
+static int merge_side(Side *sd, const int64_t *ch, Py_ssize_t n, int neg) {
+    int64_t *t = PyMem_Malloc((size_t)n * 3 * sizeof(int64_t));
+    Level *out = PyMem_Malloc((size_t)(sd->n + n) * sizeof(Level));
+    if (t == NULL || out == NULL) {
+        PyMem_Free(t);
+        PyMem_Free(out);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        t[3 * i] = neg ? -ch[2 * i] : ch[2 * i];
+        t[3 * i + 1] = i;
+        t[3 * i + 2] = ch[2 * i + 1];
+    }
+    qsort(t, (size_t)n, 3 * sizeof(int64_t), cmp_key_pos);
+    Py_ssize_t a = 0, m = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j + 1 < n && t[3 * (j + 1)] == t[3 * j]) continue; /* a later change of the same price wins */
+        int64_t k = t[3 * j], s = t[3 * j + 2];
+        while (a < sd->n && sd->v[a].k < k) out[m++] = sd->v[a++];
+        if (a < sd->n && sd->v[a].k == k) a++; /* replaced or deleted */
+        if (s) {
+            out[m].k = k;
+            out[m].s = s;
+            m++;
+        }
+    }
+    while (a < sd->n) out[m++] = sd->v[a++];
+    PyMem_Free(t);
+    PyMem_Free(sd->v);
+    sd->v = out;
+    sd->cap = sd->n + n;
+    sd->n = m;
+    return 0;
+}
+
 static int apply_side(Side *sd, const int64_t *ch, Py_ssize_t n, int neg) {
+    if (n > BATCH_CHANGES) return merge_side(sd, ch, n, neg);
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t p = ch[2 * i];
         if (side_change(sd, neg ? -p : p, ch[2 * i + 1]) < 0) return -1;
