@@ -179,10 +179,14 @@ async def test_rest_slow_fault_delays_the_answer(ex):
 
 
 async def test_slow_rest_does_not_block_other_requests(ex):
-    ex.inject("rest", fault="slow", count=1, seconds=1.0)
+    ex.inject("rest", fault="slow", count=1, seconds=3.0)
     slow = asyncio.create_task(get(ex, "/v5/market/time"))
-    await asyncio.sleep(0.1)
-    fast = await asyncio.wait_for(get(ex, "/v5/market/time"), 0.8)
+    for _ in range(2000):  # the slow request has taken the fault (event-driven, ceiling 10 s)
+        if ex.faults_injected["rest_slow"] == 1:
+            break
+        await asyncio.sleep(0.005)
+    assert ex.faults_injected["rest_slow"] == 1
+    fast = await asyncio.wait_for(get(ex, "/v5/market/time"), 2.5)  # answered while the slow one waits
     assert fast[0] == 200 and not slow.done()
     assert (await slow)[0] == 200
 
