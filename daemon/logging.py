@@ -1,4 +1,9 @@
-"""Structured logging: JSON lines on stdout (one event per line), console rendering on a TTY.
+"""Structured logging: JSON lines (one event per line), console rendering on a TTY.
+
+Where the lines go depends on the command (:func:`daemon.commands.common.log_stream`): the
+long-running ones (``run``, ``record``, ``demo``, ``exchange``) log on stdout for journald/docker;
+the one-shot ones (``replay``, ``report``, ``sim``, ``train-*``, ``config show``, ...) log on stderr
+so that stdout holds only their result (``mmd replay --json | jq .``).
 
 Every line carries ``ts`` (ISO-8601 UTC), ``level``, ``event`` and the process-wide context bound
 with :func:`bind_context` (``run_id``, ``config_hash``); call sites add ``symbol``/``topic`` where
@@ -23,7 +28,8 @@ def _orjson_dumps(obj: object, default: Callable[[object], object] | None = None
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
-    """Configure structlog. ``fmt``: ``json``, ``console`` or ``auto`` (console on a TTY)."""
+    """Configure structlog. ``fmt``: ``json``, ``console`` or ``auto`` (console on a TTY).
+    ``stream``: where the lines go (default stdout)."""
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"

@@ -12,7 +12,9 @@ from daemon.logging import bind_context, configure_logging
 
 
 def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load settings from ``--config`` + env + ``overrides``; on error print one line and exit 2."""
+    """Load settings from ``--config`` + env + ``overrides``; on error print one line and exit 2.
+    Logging goes to ``args.log_stream`` (set by :func:`daemon.cli.main`: stdout for the long-running
+    commands), stderr when it is not set."""
     try:
         s = load_settings(getattr(args, "config", None), overrides)
     except ConfigError as e:
@@ -20,7 +22,7 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
         raise SystemExit(2) from None
     level = getattr(args, "log_level", None) or s.ops.log_level
     fmt = getattr(args, "log_format", None) or s.ops.log_format
-    configure_logging(level, fmt)
+    configure_logging(level, fmt, getattr(args, "log_stream", None) or sys.stderr)
     bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
     return s
 
