@@ -1,0 +1,106 @@
+"""What a one-shot command prints (issue "What an operator and a newcomer meet", section "Command
+output and exit codes"), run through the real CLI in a subprocess.
+
+* one-shot commands print only their result on stdout, their log lines go to stderr
+  (``mmd replay X --json | jq .`` works; the daemon's stdout logging is checked in test_e2e_daemon);
+* ``mmd replay`` without ``--json`` prints a table whose numbers agree with ``mmd report`` on the
+  ledger it names;
+* ``mmd replay rec/*`` after ``mmd record --out rec`` skips the sidecar files;
+* ``mmd resume`` on a ledger with nothing tripped writes nothing;
+* the demo says that its fill count varies and points to ``mmd replay``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from daemon.recording import bundled_recording
+from test_cli_config import ROOT, mmd  # tests/ is on sys.path (pytest's rootdir-relative import)
+
+NOT_JSON_FRAME = b"1723100000000000000 {this is not json"
+
+
+def _json_lines(text: str) -> list[dict]:
+    """Every line of ``text`` parsed as JSON (fails the test on a line that is not)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON log line: {line[:200]!r}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    """One ``mmd replay --json`` of the bundled recording into a fresh ledger: (ledger, summary)."""
+    ledger = str(tmp_path_factory.mktemp("replayed") / "ledger.sqlite")
+    r = mmd("replay", "--json", "--no-progress", "--ledger", ledger)
+    assert r.returncode == 0, r.stderr
+    return ledger, json.loads(r.stdout)
+
+
+def test_replay_json_stdout_is_only_the_result_logs_on_stderr(tmp_path):
+    # the bundled recording with one malformed frame after its first 100 lines: a bad_frame warning,
+    # and MMD_PURE_PYTHON forces the fast_path_unavailable warning whatever the install
+    with gzip.open(bundled_recording(), "rb") as f:
+        lines = f.read().splitlines()
+    rec = tmp_path / "with_bad_frame.bybit"
+    rec.write_bytes(b"\n".join(lines[:100] + [NOT_JSON_FRAME] + lines[100:]) + b"\n")
+    ledger = tmp_path / "l.sqlite"
+    r = mmd("replay", str(rec), "--json", "--no-progress", "--log-format", "json", "--ledger", str(ledger),
+            env={"MMD_PURE_PYTHON": "1"})
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)  # the whole of stdout is one JSON document
+    assert sum(summary["parse_errors"].values()) == 1
+    assert summary["ledger"] == str(ledger) and summary["symbols"]["BTCUSDT"]["fills"] > 0
+    events = {e["event"] for e in _json_lines(r.stderr)}
+    assert {"fast_path_unavailable", "bad_frame"} <= events, events
+
+
+@pytest.mark.parametrize("argv", [
+    ["config", "show"],
+    ["sim", "--paths", "20", "--json"],
+    ["train-rl", "--episodes", "2", "--paths", "5", "--json", "--out", "{tmp}/policy.npz"],
+    ["train-spread", "--epochs", "1", "--json", "--out", "{tmp}/spread.npz"],
+    ["report", "{ledger}", "--json"],
+], ids=lambda a: a[0])
+def test_one_shot_commands_print_only_json_on_stdout(tmp_path, replayed, argv):
+    argv = [a.format(tmp=tmp_path, ledger=replayed[0]) for a in argv]
+    r = mmd(*argv, "--log-level", "debug", "--log-format", "json", env={"MMD_PURE_PYTHON": "1"})
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)  # the whole of stdout is one JSON document
+
+
+def test_replay_table_agrees_with_the_ledger_report(tmp_path):
+    ledger = tmp_path / "l.sqlite"
+    r = mmd("replay", "--no-progress", "--ledger", str(ledger))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert "{" not in r.stdout, r.stdout  # a table, not a Python dict
+    head = out[1].split()
+    assert head == ["symbol", "frames", "trades", "book", "fills", "volume", "position", "spread", "inventory", "fees",
+                    "funding", "total", "quotes", "decisions"]
+    row = dict(zip(head, next(line for line in out if line.startswith("BTCUSDT ")).split()))
+    assert any(line.startswith(f"ledger {ledger} ") for line in out), r.stdout
+    assert any("quote currency" in line for line in out)
+    # the oracle: mmd report folds the journal the replay wrote (independently of the replay's counters)
+    rep = mmd("report", str(ledger), "--json")
+    assert rep.returncode == 0, rep.stderr
+    sym = json.loads(rep.stdout)["symbols"]["BTCUSDT"]
+    num = lambda s: float(s.replace(",", ""))  # noqa: E731
+    assert int(num(row["fills"])) == sym["fills"] > 0
+    assert num(row["volume"]) == pytest.approx(sym["volume"], abs=1e-4)
+    assert num(row["position"]) == pytest.approx(sym["position"], abs=1e-4)
+    for comp in ("spread", "inventory", "fees", "funding", "total"):
+        assert num(row[comp]) == pytest.approx(sym["pnl"][comp], abs=0.006), comp
+    frames = sum(1 for line in gzip.open(bundled_recording(), "rb") if line.strip())
+    assert int(num(row["frames"])) == frames
+    assert int(num(row["decisions"])) >= int(num(row["quotes"])) > 0
