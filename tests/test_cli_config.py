@@ -42,6 +42,15 @@ def test_default_toml_equals_builtin_defaults():
         ("[market]\nsymbolz = ['BTCUSDT']\n", {}, "market.symbolz"),
         ("", {"MMD_WS__PING_INTERVAL_S": "soon"}, "ws.ping_interval_s = \"soon\""),
         ("[market\n", {}, "invalid TOML"),
+        # environment values that do not parse: the same one line, not a traceback
+        ("", {"MMD_MARKET__SYMBOLS": '["BTCUSDT",'}, 'market.symbols = "[\\"BTCUSDT\\",": not a comma list or a JSON list'),
+        ("", {"MMD_MARKET": "notjson"}, 'market = "notjson": not a JSON object'),
+        ("", {"MMD_MARKET__SYMBOLS": "BTCUSDT,btc"}, "market.symbols = [\"BTCUSDT\", \"btc\"]: symbol 'btc' must be upper-case"),
+        # URLs: a scheme the client speaks and a host
+        ("", {"MMD_MARKET__REST_URL": "notaurl"}, 'market.rest_url = "notaurl": must be a URL with a host starting with http://'),
+        ("", {"MMD_MARKET__REST_URL": "ftp://api.bybit.com"}, 'market.rest_url = "ftp://api.bybit.com": must be a URL'),
+        ("", {"MMD_MARKET__WS_URL": "https://stream.bybit.com"}, 'market.ws_url = "https://stream.bybit.com": must be a URL'),
+        ("[market]\nws_url = 'wss://:443/x'\n", {}, "market.ws_url = \"wss://:443/x\": must be a URL with a host starting with ws://"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(tmp_path, toml, env, needle):
@@ -52,6 +61,17 @@ def test_bad_config_exits_2_with_one_line(tmp_path, toml, env, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert needle in lines[0]
+
+
+@pytest.mark.parametrize("value", ["BTCUSDT,ETHUSDT", " BTCUSDT , ETHUSDT ", '["BTCUSDT","ETHUSDT"]'])
+def test_env_lists_are_comma_lists_or_json(value):
+    r = mmd("config", "show", env={"MMD_MARKET__SYMBOLS": value, "MMD_CALIBRATION__A_BOUNDS": "0.001,100",
+                                   "MMD_MARKET__TOPICS": "publicTrade,tickers"})
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)
+    assert cfg["market"]["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert cfg["market"]["topics"] == ["publicTrade", "tickers"]
+    assert cfg["calibration"]["A_bounds"] == [0.001, 100.0]
 
 
 def test_missing_config_file_exits_2(tmp_path):
