@@ -104,3 +104,57 @@ def test_replay_table_agrees_with_the_ledger_report(tmp_path):
     frames = sum(1 for line in gzip.open(bundled_recording(), "rb") if line.strip())
     assert int(num(row["frames"])) == frames
     assert int(num(row["decisions"])) >= int(num(row["quotes"])) > 0
+
+
+def _env(**kw: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMD_")}
+    env.update(kw)
+    return env
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def test_replay_of_a_record_directory_glob_skips_the_sidecars(tmp_path):
+    """``mmd record --out rec`` against the embedded exchange, then ``mmd replay rec/*``."""
+    ex = subprocess.Popen([sys.executable, "-m", "daemon.cli", "exchange", "--port", "0", "--speed", "50",
+                           "--log-level", "warning"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    try:
+        info = json.loads(ex.stdout.readline())
+        rec = tmp_path / "rec"
+        with open(tmp_path / "record.log", "wb") as log:
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "record", "--out", str(rec)], cwd=ROOT, stdout=log, stderr=log,
+                env=_env(MMD_MARKET__REST_URL=info["rest_url"], MMD_MARKET__WS_URL=info["ws_url"],
+                         MMD_OPS__METRICS_PORT="0"))
+            try:
+                recorder.wait(4)
+            except subprocess.TimeoutExpired:
+                pass
+            assert _stop(recorder) == 0, (tmp_path / "record.log").read_text()[-2000:]
+    finally:
+        _stop(ex)
+    files = sorted(str(p) for p in rec.iterdir())  # what the shell makes of rec/*
+    recordings = [f for f in files if f.endswith(".bybit.gz")]
+    assert recordings and len(files) == 2 * len(recordings), files  # each recording has its sidecar
+    frames = sum(1 for f in recordings for line in gzip.open(f, "rb") if line.strip())
+    assert frames > 0
+    r = mmd("replay", *files, "--json", "--no-progress", "--no-trade")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["frames"] == frames
+
+
+def test_replay_of_sidecars_only_is_refused(tmp_path):
+    side = tmp_path / "x.bybit.gz.instruments.json"
+    side.write_text("[]")
+    r = mmd("replay", str(side), "--no-progress", "--no-trade")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [f"mmd replay: no recordings among the files, only instrument sidecars ({side}, ...)"]

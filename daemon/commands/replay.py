@@ -13,11 +13,14 @@ import json
 import sys
 
 from daemon.commands.common import note_fast_path, settings_from_args
-from daemon.recording import RecordingError, bundled_recording
+from daemon.logging import get_logger
+from daemon.recording import RecordingError, bundled_recording, split_sidecars
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="*", metavar="FILE", help="recordings (<recv_ns> <frame json> lines, .gz ok); default: the bundled BTCUSDT one")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="recordings (<recv_ns> <frame json> lines, .gz ok; *.instruments.json sidecars among them are "
+                        "skipped, so `mmd replay rec/*` works); default: the bundled BTCUSDT one")
     p.add_argument("--ledger", metavar="PATH", help="ledger SQLite file (default: [ledger] path)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--no-trade", action="store_true", help="book and features only: no quoting, no ledger")
@@ -25,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    files, sidecars = split_sidecars(args.files)
+    if sidecars and not files:
+        print(f"mmd replay: no recordings among the files, only instrument sidecars ({sidecars[0]}, ...)",
+              file=sys.stderr)
+        return 2
     if args.json and not getattr(args, "log_level", None):
         # quiet logs via the CLI level, not a config override: the config hash (hence the replay's
         # run id) must not depend on --json, or a re-run would not continue an interrupted run
@@ -33,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     note_fast_path()
     from daemon.replay import replay
 
-    files = args.files or [str(bundled_recording())]
+    if sidecars:
+        get_logger("mmd.replay").info("sidecars_skipped", files=len(sidecars),
+                                      note="instrument sidecars are read next to their recording")
+    files = files or [str(bundled_recording())]
     try:
         summary = replay(files, s, ledger_path=args.ledger, progress=not args.no_progress and sys.stderr.isatty(),
                          trade=not args.no_trade)
