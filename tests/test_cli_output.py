@@ -13,15 +13,21 @@ output and exit codes"), run through the real CLI in a subprocess.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
+from daemon.core.instrument import btcusdt_linear
+from daemon.paper.inventory import Mark
+from daemon.paper.ledger import Ledger
 from daemon.recording import bundled_recording
+from daemon.risk import RiskEvent
 from test_cli_config import ROOT, mmd  # tests/ is on sys.path (pytest's rootdir-relative import)
 
 NOT_JSON_FRAME = b"1723100000000000000 {this is not json"
@@ -158,3 +164,42 @@ def test_replay_of_sidecars_only_is_refused(tmp_path):
     r = mmd("replay", str(side), "--no-progress", "--no-trade")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [f"mmd replay: no recordings among the files, only instrument sidecars ({side}, ...)"]
+
+
+def _ledger_state(path) -> tuple[dict[str, int], str]:
+    """Row counts of every table of the ledger, and the sha256 of the file (read through a plain
+    read-only sqlite3 connection, not the code under test)."""
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        counts = {t: c.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        c.close()
+    return counts, hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_resume_with_nothing_tripped_says_so_and_writes_nothing(tmp_path):
+    path = str(tmp_path / "l.sqlite")
+    inst = btcusdt_linear()
+    with Ledger.open(path, "calm", "live", instruments={inst.symbol: inst}) as led:
+        led.append(Mark("mark:calm", inst.symbol, 1, 60000.0, None, None, 0))
+    with Ledger.open(path, "tripped", "live", instruments={inst.symbol: inst}) as led:
+        led.append(RiskEvent("risk:1:1", "trip", "max_drawdown", "*", 1, 600.0, 500.0, "max_drawdown"))
+    before = _ledger_state(path)
+    assert before[0]["journal"] == 4, before  # an instrument and one record per run
+    r = mmd("resume", path, "--run", "calm")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"mmd resume: nothing to resume: run calm in {path} has no tripped risk gate "
+                                     "(nothing written)"]
+    assert _ledger_state(path) == before
+    # the check can see a write: resuming the tripped run adds one journal row
+    r = mmd("resume", path, "--run", "tripped")
+    assert r.returncode == 0 and "tripped before: tripped" in r.stdout, r.stdout + r.stderr
+    after = _ledger_state(path)
+    assert after[0]["journal"] == before[0]["journal"] + 1
+    # now nothing in the ledger is tripped: the default (every run) has nothing to do either
+    r = mmd("resume", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"mmd resume: nothing to resume: no run in {path} has a tripped risk gate "
+                                     "(nothing written)"]
+    assert _ledger_state(path) == after
