@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
+from daemon.config import Settings
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TOML = os.path.join(ROOT, "config", "default.toml")
 
 
 def mmd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -32,6 +37,29 @@ def test_default_toml_equals_builtin_defaults():
     r2 = mmd("--config", os.path.join(ROOT, "config", "default.toml"), "config", "show")
     assert r1.returncode == r2.returncode == 0, r2.stderr
     assert json.loads(r1.stdout) == json.loads(r2.stdout)
+
+
+def test_default_toml_shows_every_section_and_key_at_its_default():
+    """config/default.toml is the reference a newcomer reads: every section and key of Settings, at
+    the built-in default (the section models' own defaults, not read through the file or the env),
+    each with a comment. A key that defaults to None has no TOML value: it must appear commented out
+    in its section."""
+    with open(DEFAULT_TOML, "rb") as f:
+        doc = tomllib.load(f)
+    text = open(DEFAULT_TOML, encoding="utf-8").read()
+    assert set(doc) == set(Settings.model_fields)  # every section, nothing else
+    assert doc["mode"] == Settings.model_fields["mode"].default
+    for name, field in Settings.model_fields.items():
+        if name == "mode":
+            continue
+        defaults = field.default_factory().model_dump(mode="json")
+        assert doc[name] == {k: v for k, v in defaults.items() if v is not None}, name
+        body = re.search(rf"^\[{name}\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S).group(1)
+        for k, v in defaults.items():
+            line = re.search(rf"^(# )?{k} = .*$", body, re.M)
+            assert line, f"[{name}] {k} is not shown"
+            assert line.group(0).startswith("# ") == (v is None), line.group(0)
+            assert "#" in line.group(0).lstrip("# "), f"[{name}] {k}: no comment (meaning, unit)"
 
 
 @pytest.mark.parametrize(
