@@ -203,3 +203,13 @@ def test_resume_with_nothing_tripped_says_so_and_writes_nothing(tmp_path):
     assert r.stdout.splitlines() == [f"mmd resume: nothing to resume: no run in {path} has a tripped risk gate "
                                      "(nothing written)"]
     assert _ledger_state(path) == after
+
+
+def test_demo_summary_says_it_varies_and_points_to_replay(tmp_path):
+    r = mmd("demo", "--speed", "100", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout.splitlines()
+    table = next(i for i, line in enumerate(out) if line.startswith("symbol "))
+    note = [i for i, line in enumerate(out) if "paced by the wall clock" in line]
+    assert len(note) == 1 and note[0] > table, r.stdout  # with the summary, after the fill count
+    assert "fill count varies" in out[note[0]] and out[note[0]].endswith("use: mmd replay"), out[note[0]]
