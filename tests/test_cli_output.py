@@ -26,7 +26,7 @@ import pytest
 from daemon.core.instrument import btcusdt_linear
 from daemon.paper.inventory import Mark
 from daemon.paper.ledger import Ledger
-from daemon.recording import bundled_recording
+from daemon.recording import bundled_recording, instrument_row
 from daemon.risk import RiskEvent
 from test_cli_config import ROOT, mmd  # tests/ is on sys.path (pytest's rootdir-relative import)
 
@@ -158,12 +158,28 @@ def test_replay_of_a_record_directory_glob_skips_the_sidecars(tmp_path):
     assert json.loads(r.stdout)["frames"] == frames
 
 
-def test_replay_of_sidecars_only_is_refused(tmp_path):
+def test_train_adverse_skips_the_sidecars_too(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    data = rec / "btc.bybit.gz"
+    data.write_bytes(bundled_recording().read_bytes())
+    (rec / "btc.bybit.gz.instruments.json").write_text(json.dumps([instrument_row(btcusdt_linear())]))
+    runs = [mmd("train-adverse", *files, "--json", "--out", str(tmp_path / f"m{i}.json"))
+            for i, files in enumerate([sorted(str(p) for p in rec.iterdir()), [str(data)]])]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    with_sidecar, without = (json.loads(r.stdout) for r in runs)
+    assert with_sidecar["train_rows"] > 0
+    assert {**with_sidecar, "out": None} == {**without, "out": None}
+
+
+@pytest.mark.parametrize("argv", [["replay", "--no-trade"], ["train-adverse", "--out", "m.json"]], ids=lambda a: a[0])
+def test_sidecars_only_are_refused(tmp_path, argv):
     side = tmp_path / "x.bybit.gz.instruments.json"
     side.write_text("[]")
-    r = mmd("replay", str(side), "--no-progress", "--no-trade")
+    r = mmd(argv[0], str(side), *argv[1:])
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == [f"mmd replay: no recordings among the files, only instrument sidecars ({side}, ...)"]
+    assert r.stderr.strip().splitlines() == [
+        f"mmd {argv[0]}: no recordings among the files, only instrument sidecars ({side}, ...)"]
 
 
 def _ledger_state(path) -> tuple[dict[str, int], str]:

@@ -1,4 +1,5 @@
-"""Helpers shared by subcommands: load config (exit 2 with one line on error), set up logging."""
+"""Helpers shared by subcommands: load config (exit 2 with one line on error), set up logging,
+set aside the recordings' sidecar files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.logging import bind_context, configure_logging
+from daemon.recording import split_sidecars
 
 
 def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
@@ -25,6 +27,17 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
     configure_logging(level, fmt, getattr(args, "log_stream", None) or sys.stderr)
     bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
     return s
+
+
+def recordings_only(prog: str, paths: list[str]) -> list[str]:
+    """``paths`` without the ``*.instruments.json`` sidecars a glob over a ``mmd record`` directory
+    also names (they are read next to their recording); exit 2 with one line when nothing else is left."""
+    files, sidecars = split_sidecars(paths)
+    if sidecars and not files:
+        print(f"mmd {prog}: no recordings among the files, only instrument sidecars ({sidecars[0]}, ...)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return files
 
 
 def note_fast_path() -> None:

@@ -12,9 +12,8 @@ import argparse
 import json
 import sys
 
-from daemon.commands.common import note_fast_path, settings_from_args
-from daemon.logging import get_logger
-from daemon.recording import RecordingError, bundled_recording, split_sidecars
+from daemon.commands.common import note_fast_path, recordings_only, settings_from_args
+from daemon.recording import RecordingError, bundled_recording
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files, sidecars = split_sidecars(args.files)
-    if sidecars and not files:
-        print(f"mmd replay: no recordings among the files, only instrument sidecars ({sidecars[0]}, ...)",
-              file=sys.stderr)
-        return 2
+    files = recordings_only("replay", args.files)
     if args.json and not getattr(args, "log_level", None):
         # quiet logs via the CLI level, not a config override: the config hash (hence the replay's
         # run id) must not depend on --json, or a re-run would not continue an interrupted run
@@ -41,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
     note_fast_path()
     from daemon.replay import replay
 
-    if sidecars:
-        get_logger("mmd.replay").info("sidecars_skipped", files=len(sidecars),
-                                      note="instrument sidecars are read next to their recording")
     files = files or [str(bundled_recording())]
     try:
         summary = replay(files, s, ledger_path=args.ledger, progress=not args.no_progress and sys.stderr.isatty(),
