@@ -229,3 +229,11 @@ def test_demo_summary_says_it_varies_and_points_to_replay(tmp_path):
     note = [i for i, line in enumerate(out) if "paced by the wall clock" in line]
     assert len(note) == 1 and note[0] > table, r.stdout  # with the summary, after the fill count
     assert "fill count varies" in out[note[0]] and out[note[0]].endswith("use: mmd replay"), out[note[0]]
+
+
+@pytest.mark.parametrize("flag", ["--rotate-mb", "--rotate-minutes"])
+def test_record_bad_rotation_is_one_line_on_stderr(tmp_path, flag):
+    r = mmd("record", "--out", str(tmp_path / "rec"), flag, "0")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == ["mmd record: --rotate-mb and --rotate-minutes must be > 0"]
+    assert not (tmp_path / "rec").exists()
