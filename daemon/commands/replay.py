@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from daemon.commands.common import note_fast_path, recordings_only, settings_from_args
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = recordings_only("replay", args.files)
+    files: list[str | os.PathLike[str]] = list(recordings_only("replay", args.files))
     if args.json and not getattr(args, "log_level", None):
         # quiet logs via the CLI level, not a config override: the config hash (hence the replay's
         # run id) must not depend on --json, or a re-run would not continue an interrupted run
