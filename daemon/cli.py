@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from daemon.logging import configure_logging
+    from daemon.logging import STDERR, STDOUT, configure_logging
 
     # Before the command runs, so that nothing it logs (even before it loads the config) lands on
     # the stdout of a one-shot command; settings_from_args reconfigures the level/format, same stream.
-    args.log_stream = sys.stdout if args.command in LONG_RUNNING else sys.stderr
+    args.log_stream = STDOUT if args.command in LONG_RUNNING else STDERR
     configure_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", None) or "auto",
                       args.log_stream)
     try:

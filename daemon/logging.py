@@ -27,10 +27,32 @@ def _orjson_dumps(obj: object, default: Callable[[object], object] | None = None
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class StdStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is when a line is written, not when logging was
+    configured (a caller that swaps the stream, e.g. pytest's capture, must not leave the logger
+    writing to a closed file)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def isatty(self) -> bool:
+        return getattr(getattr(sys, self.name), "isatty", lambda: False)()
+
+
+STDOUT = StdStream("stdout")
+STDERR = StdStream("stderr")
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
     """Configure structlog. ``fmt``: ``json``, ``console`` or ``auto`` (console on a TTY).
     ``stream``: where the lines go (default stdout)."""
-    stream = stream or sys.stdout
+    stream = stream or STDOUT
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     processors: list = [

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from daemon.config import ConfigError, Settings, load_settings
-from daemon.logging import bind_context, configure_logging
+from daemon.logging import STDERR, bind_context, configure_logging
 from daemon.recording import split_sidecars
 
 
@@ -24,7 +24,7 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
         raise SystemExit(2) from None
     level = getattr(args, "log_level", None) or s.ops.log_level
     fmt = getattr(args, "log_format", None) or s.ops.log_format
-    configure_logging(level, fmt, getattr(args, "log_stream", None) or sys.stderr)
+    configure_logging(level, fmt, getattr(args, "log_stream", None) or STDERR)
     bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
     return s
 
