@@ -3,6 +3,9 @@
 
 Global options (before or after the subcommand): ``--config FILE``, ``--log-level``, ``--log-format``.
 Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration (one line on stderr).
+
+Output: the long-running commands (:data:`LONG_RUNNING`) log JSON lines on stdout (journald,
+docker); every other command prints only its result on stdout and logs on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-rl": ("daemon.commands.train_rl", "train the tabular Q-learning quoter"),
     "train-spread": ("daemon.commands.train_spread", "train the neural spread predictor"),
 }
+
+#: commands that run until stopped: their structured log goes to stdout; the others log on stderr
+LONG_RUNNING = frozenset({"run", "demo", "record", "exchange"})
 
 
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -58,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from daemon.logging import STDERR, STDOUT, configure_logging
+
+    # Before the command runs, so that nothing it logs (even before it loads the config) lands on
+    # the stdout of a one-shot command; settings_from_args reconfigures the level/format, same stream.
+    args.log_stream = STDOUT if args.command in LONG_RUNNING else STDERR
+    configure_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", None) or "auto",
+                      args.log_stream)
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

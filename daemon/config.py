@@ -3,10 +3,11 @@
 Precedence (highest first): ``MMD_*`` environment variables, the ``--config`` TOML file, the
 defaults below (which equal ``config/default.toml``: Bybit mainnet public endpoints, category
 ``linear``, ``[BTCUSDT]``, depth 50, paper mode). Nested keys use ``__`` in the environment:
-``MMD_QUOTER__GAMMA=0.2`` sets ``[quoter] gamma``; lists are JSON (``MMD_MARKET__SYMBOLS='["BTCUSDT","ETHUSDT"]'``).
+``MMD_QUOTER__GAMMA=0.2`` sets ``[quoter] gamma``; a list is a comma list or JSON
+(``MMD_MARKET__SYMBOLS=BTCUSDT,ETHUSDT`` or ``MMD_MARKET__SYMBOLS='["BTCUSDT","ETHUSDT"]'``).
 
-A bad value raises :class:`ConfigError` whose message is one line naming the key, the value and
-what is allowed; the CLI prints it and exits with status 2.
+A bad value, from the file or the environment, raises :class:`ConfigError` whose message is one
+line naming the key, the value and what is allowed; the CLI prints it and exits with status 2.
 
 Each section is its own model; the module that uses a section documents the units of its fields.
 The features and models never see these classes: :mod:`daemon.wiring` maps the sections to their
@@ -19,11 +20,15 @@ import hashlib
 import json
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
+                               SettingsError)
 
 
 class ConfigError(ValueError):
@@ -48,6 +53,19 @@ class MarketConfig(_Section):
     )
     kline_interval: Literal["1", "3", "5", "15", "30", "60"] = "1"
     kline_history: int = Field(200, ge=0, le=1000)
+
+    @field_validator("rest_url", "ws_url")
+    @classmethod
+    def _url(cls, v: str, info: ValidationInfo) -> str:
+        schemes = ("http", "https") if info.field_name == "rest_url" else ("ws", "wss")
+        try:
+            u = urlsplit(v)
+            ok = u.scheme in schemes and bool(u.hostname) and (u.port is None or u.port > 0)
+        except ValueError:  # e.g. a port that is not a number or out of range
+            ok = False
+        if not ok:
+            raise ValueError(f"must be a URL with a host starting with {' or '.join(x + '://' for x in schemes)}")
+        return v
 
     @field_validator("symbols")
     @classmethod
@@ -295,12 +313,45 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # env beats the file (passed as init kwargs); no dotenv / secrets dirs.
-        return (env_settings, init_settings)
+        return (_EnvSource(settings_cls), init_settings)
 
     def config_hash(self) -> str:
         """Short stable hash of the effective config (logged on every line as ``config_hash``)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class _EnvValueError(ValueError):
+    """An ``MMD_*`` value that does not parse; the message is the one line :class:`ConfigError` shows."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """``MMD_*`` variables, where a list (or a pair such as ``calibration.A_bounds``) may also be a
+    comma list: ``MMD_MARKET__SYMBOLS=BTCUSDT,ETHUSDT``. Anything else that must be JSON and is not
+    raises :class:`_EnvValueError` naming the key."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            is_sequence = typing.get_origin(field.annotation) in (list, tuple)
+            if is_sequence and not value.lstrip().startswith("["):
+                return [x.strip() for x in value.split(",") if x.strip()]
+            shown = json.dumps(value) if len(value) <= 80 else json.dumps(value[:77]) + "..."
+            what = "a comma list or a JSON list" if is_sequence else "a JSON object"
+            raise _EnvValueError(f"config key {_dotted_key(field_name, field)} = {shown}: "
+                                 f"not {what} (environment variable)") from None
+
+
+def _dotted_key(name: str, field: FieldInfo) -> str:
+    """``section.key`` of the field object ``field`` (just ``name`` for a whole section)."""
+    for section, sf in Settings.model_fields.items():
+        model = sf.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for key, f in model.model_fields.items():
+                if f is field:
+                    return f"{section}.{key}"
+    return name
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -324,6 +375,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[st
         return Settings(**data)
     except ValidationError as e:
         raise ConfigError(_one_line(e)) from None
+    except SettingsError as e:
+        cause = e.__cause__
+        msg = str(cause) if isinstance(cause, _EnvValueError) else f"environment: {e}"
+        raise ConfigError(" ".join(msg.split())) from None
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +396,7 @@ def _one_line(e: ValidationError) -> str:
     first = errs[0]
     key = ".".join(str(x) for x in first.get("loc", ())) or "<root>"
     value = first.get("input")
-    msg = first.get("msg", "invalid")
+    msg = first.get("msg", "invalid").removeprefix("Value error, ")
     ctx = first.get("ctx") or {}
     if first.get("type") == "literal_error" and "expected" in ctx:
         msg = f"allowed: {ctx['expected']}"

@@ -1,4 +1,9 @@
-"""Structured logging: JSON lines on stdout (one event per line), console rendering on a TTY.
+"""Structured logging: JSON lines (one event per line), console rendering on a TTY.
+
+Where the lines go depends on the command (:func:`daemon.commands.common.log_stream`): the
+long-running ones (``run``, ``record``, ``demo``, ``exchange``) log on stdout for journald/docker;
+the one-shot ones (``replay``, ``report``, ``sim``, ``train-*``, ``config show``, ...) log on stderr
+so that stdout holds only their result (``mmd replay --json | jq .``).
 
 Every line carries ``ts`` (ISO-8601 UTC), ``level``, ``event`` and the process-wide context bound
 with :func:`bind_context` (``run_id``, ``config_hash``); call sites add ``symbol``/``topic`` where
@@ -22,9 +27,32 @@ def _orjson_dumps(obj: object, default: Callable[[object], object] | None = None
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class StdStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is when a line is written, not when logging was
+    configured (a caller that swaps the stream, e.g. pytest's capture, must not leave the logger
+    writing to a closed file)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def isatty(self) -> bool:
+        return getattr(getattr(sys, self.name), "isatty", lambda: False)()
+
+
+STDOUT = StdStream("stdout")
+STDERR = StdStream("stderr")
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
-    """Configure structlog. ``fmt``: ``json``, ``console`` or ``auto`` (console on a TTY)."""
-    stream = stream or sys.stdout
+    """Configure structlog. ``fmt``: ``json``, ``console`` or ``auto`` (console on a TTY).
+    ``stream``: where the lines go (default stdout)."""
+    stream = stream or STDOUT
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     processors: list = [

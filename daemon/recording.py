@@ -60,12 +60,23 @@ def read_frames(paths: list[str | os.PathLike[str]]) -> Iterator[tuple[int, byte
                 yield ns, line[sp + 1 :]
 
 
+SIDECAR_SUFFIX = ".instruments.json"
+
+
+def split_sidecars(paths: list[str]) -> tuple[list[str], list[str]]:
+    """``(recordings, sidecars)`` of ``paths``: ``rec/*`` after ``mmd record --out rec`` names each
+    recording's ``.instruments.json`` sidecar too, which is not a recording (:func:`load_instruments`
+    finds it next to its recording)."""
+    side = [p for p in paths if str(p).endswith(SIDECAR_SUFFIX)]
+    return [p for p in paths if not str(p).endswith(SIDECAR_SUFFIX)], side
+
+
 def load_instruments(paths: list[str | os.PathLike[str]], symbols: list[str]) -> dict[str, Instrument]:
     """Instrument filters for a replay: the sidecar of the first recording that has one, else the
     built-in BTCUSDT filters. Raises ``ValueError`` for a symbol with no known filters."""
     found: dict[str, Instrument] = {}
     for p in paths:
-        side = Path(str(p) + ".instruments.json")
+        side = Path(str(p) + SIDECAR_SUFFIX)
         if side.exists():
             for row in json.loads(side.read_text()):
                 inst = Instrument(**row)
@@ -116,7 +127,7 @@ class RecordingWriter:
         self._opened = time.monotonic()
         self.files.append(p)
         if self.instruments:
-            Path(str(p) + ".instruments.json").write_text(
+            Path(str(p) + SIDECAR_SUFFIX).write_text(
                 json.dumps([instrument_row(i) for i in self.instruments.values()], indent=1)
             )
 

@@ -46,6 +46,7 @@ def replay(
         runtime.errors_total = lambda: sum(parser.errors.values())
     t0 = time.perf_counter()
     frames = 0
+    sym_frames = dict.fromkeys(symbols, 0)  # frames that produced events, by the symbol they were about
     last_progress = t0
     on_events = engine.on_events
     parse = parser.parse
@@ -59,6 +60,8 @@ def replay(
                     log.warning("bad_frame", kind=e.kind, detail=e.detail[:200], sample=e.sample, frame=frames)
                 continue
             if type(out) is list:
+                if out:
+                    sym_frames[out[0].symbol] += 1
                 on_events(out)
                 if engine.out:
                     _drain(engine, runtime)
@@ -83,6 +86,9 @@ def replay(
         "resyncs": engine.counts["resync"],
         "symbols": {},
     }
+    if runtime is not None and runtime.ledger is not None:
+        summary["ledger"] = runtime.ledger.path
+        summary["run_id"] = runtime.ledger.run_id
     for sym, sc in engine.symbols.items():
         b = sc.book
         px = sc.inst.price.to_float
@@ -90,6 +96,7 @@ def replay(
             "book_state": b.state.name,
             "best_bid": px(b.best_bid) if b.best_bid is not None else None,
             "best_ask": px(b.best_ask) if b.best_ask is not None else None,
+            "frames": sym_frames[sym],
             "trades": sc.trades,
         }
         if runtime is not None:

@@ -120,6 +120,7 @@ def test_installed_and_plain_source_journal_the_same(tmp_path, env):
     kinds = {r[1] for r in rows_installed}
     assert {"order", "fill"} <= kinds and ("audit" in kinds) == ("MMD_OPS__AUDIT_EVERY_N" in env), kinds
     assert rows_installed == rows_plain
-    for s in (sum_installed, sum_plain):
+    for s, d in ((sum_installed, a), (sum_plain, b)):
         s.pop("seconds"), s.pop("frames_per_s")
+        assert s.pop("ledger") == os.path.join(str(d), "led.sqlite")  # each run names its own ledger
     assert sum_installed == sum_plain

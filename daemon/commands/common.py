@@ -1,4 +1,5 @@
-"""Helpers shared by subcommands: load config (exit 2 with one line on error), set up logging."""
+"""Helpers shared by subcommands: load config (exit 2 with one line on error), set up logging,
+set aside the recordings' sidecar files."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import uuid
 from typing import Any
 
 from daemon.config import ConfigError, Settings, load_settings
-from daemon.logging import bind_context, configure_logging
+from daemon.logging import STDERR, bind_context, configure_logging
+from daemon.recording import split_sidecars
 
 
 def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load settings from ``--config`` + env + ``overrides``; on error print one line and exit 2."""
+    """Load settings from ``--config`` + env + ``overrides``; on error print one line and exit 2.
+    Logging goes to ``args.log_stream`` (set by :func:`daemon.cli.main`: stdout for the long-running
+    commands), stderr when it is not set."""
     try:
         s = load_settings(getattr(args, "config", None), overrides)
     except ConfigError as e:
@@ -20,9 +24,20 @@ def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | Non
         raise SystemExit(2) from None
     level = getattr(args, "log_level", None) or s.ops.log_level
     fmt = getattr(args, "log_format", None) or s.ops.log_format
-    configure_logging(level, fmt)
+    configure_logging(level, fmt, getattr(args, "log_stream", None) or STDERR)
     bind_context(run_id=uuid.uuid4().hex[:12], config_hash=s.config_hash())
     return s
+
+
+def recordings_only(prog: str, paths: list[str]) -> list[str]:
+    """``paths`` without the ``*.instruments.json`` sidecars a glob over a ``mmd record`` directory
+    also names (they are read next to their recording); exit 2 with one line when nothing else is left."""
+    files, sidecars = split_sidecars(paths)
+    if sidecars and not files:
+        print(f"mmd {prog}: no recordings among the files, only instrument sidecars ({sidecars[0]}, ...)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return files
 
 
 def note_fast_path() -> None:

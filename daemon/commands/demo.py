@@ -1,7 +1,10 @@
 """``mmd demo``: one command, offline. Starts the embedded Bybit-compatible exchange with the bundled
 real BTCUSDT recording, runs the full daemon against it over loopback (REST bootstrap, websocket,
 verified book, features, classifier, quoter, risk gate, paper venue, ledger), shows a live compact
-status, and ends with the report (table on stdout, PNG and HTML in ``--out``)."""
+status, and ends with the report (table on stdout, PNG and HTML in ``--out``).
+
+The demo is paced by the wall clock (``--speed``), so its fill count varies by a few between runs;
+it says so with its summary and points to ``mmd replay``, the deterministic path."""
 
 from __future__ import annotations
 
@@ -98,7 +101,12 @@ async def _demo(s, args, out: Path, ledger: Path) -> int:
     print(f"mmd demo: ran {time.monotonic() - t0:.1f} s, {ex.frames_broadcast:,} frames, exit {rc}")
     if rc != 0:
         return rc
-    return _report(ledger, out)
+    rc = _report(ledger, out)
+    # The exchange paces the frames by the wall clock and the daemon reads them over a socket, so
+    # scheduling decides where some quotes land relative to the trades: a few fills differ per run.
+    print(f"mmd demo: paced by the wall clock ({args.speed:g}x), so the fill count varies by a few between runs; "
+          f"for a deterministic run of the same recording use: mmd replay{' ' + args.recording if args.recording else ''}")
+    return rc
 
 
 def _report(ledger: Path, out: Path) -> int:

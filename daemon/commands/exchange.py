@@ -89,7 +89,8 @@ async def _serve(args: argparse.Namespace, plan: FaultPlan) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", None) or "json")
+    configure_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", None) or "json",
+                      getattr(args, "log_stream", None))
     try:
         plan = plan_from_args(args)
         if args.speed < 0:

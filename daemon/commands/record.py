@@ -6,6 +6,7 @@ verified (state changes are logged) but nothing is quoted."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from daemon.commands.common import settings_from_args
 from daemon.commands.loop import run_async
@@ -19,12 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rotate_mb <= 0 or args.rotate_minutes <= 0:
+        print("mmd record: --rotate-mb and --rotate-minutes must be > 0", file=sys.stderr)
+        return 2
     s = settings_from_args(args)
     from daemon.app import App
 
-    if args.rotate_mb <= 0 or args.rotate_minutes <= 0:
-        print("mmd: --rotate-mb and --rotate-minutes must be > 0")
-        return 2
     writer = RecordingWriter(args.out, rotate=True, max_bytes=int(args.rotate_mb * (1 << 20)), max_age_s=args.rotate_minutes * 60)
     app = App(s, trade=False, recorder=writer)
     return run_async(app.run())

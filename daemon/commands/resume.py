@@ -5,7 +5,9 @@ transaction; safe while a daemon is writing to the same ledger: SQLite WAL + bus
 daemon picks it up with ``Ledger.poll_resumes()`` and calls ``RiskGate.resume(...)``; a daemon started
 later sees it in ``Ledger.restore()`` (a trip followed by a resume is not restored as tripped).
 ``--run`` targets one run id; the default ``*`` applies to every run of the ledger.
-Exit status: 0 written, 2 the ledger is missing, foreign or corrupt (one line on stderr).
+When no targeted run has a tripped gate it says so in one line and writes nothing.
+Exit status: 0 written or nothing to resume, 2 the ledger is missing, foreign or corrupt (one line
+on stderr).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _tripped_runs(path: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     try:
         tripped = _tripped_runs(args.ledger)
+        if not (tripped if args.run == "*" else args.run in tripped):
+            what = (f"no run in {args.ledger} has a tripped risk gate" if args.run == "*"
+                    else f"run {args.run} in {args.ledger} has no tripped risk gate")
+            print(f"mmd resume: nothing to resume: {what} (nothing written)")
+            return 0
         req = write_resume(args.ledger, args.run, args.reason)
     except LedgerError as e:
         print(f"mmd resume: {e}", file=sys.stderr)

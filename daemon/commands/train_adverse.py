@@ -19,7 +19,7 @@ from functools import partial
 
 import numpy as np
 
-from daemon.commands.common import settings_from_args
+from daemon.commands.common import recordings_only, settings_from_args
 from daemon.commands.train_common import fail, save_and_report
 from daemon.core.instrument import Instrument, btcusdt_linear
 from daemon.features import FEATURE_NAMES
@@ -29,7 +29,8 @@ from daemon.wiring import feature_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recordings", nargs="+", metavar="RECORDING", help="recording files (<recv_ns> <frame> lines, .gz ok)")
+    p.add_argument("recordings", nargs="+", metavar="RECORDING",
+                   help="recording files (<recv_ns> <frame> lines, .gz ok; *.instruments.json sidecars are skipped)")
     p.add_argument("--out", required=True, metavar="FILE", help="model file to write (JSON)")
     p.add_argument("--eval", nargs="+", default=[], metavar="RECORDING", help="recordings scored with the trained model")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -54,6 +55,8 @@ _fail = partial(fail, "train-adverse")
 
 
 def run(args: argparse.Namespace) -> int:
+    args.recordings = recordings_only("train-adverse", args.recordings)
+    args.eval = recordings_only("train-adverse", args.eval)
     s = settings_from_args(args)
     label_ticks = args.label_ticks if args.label_ticks is not None else s.adverse.label_ticks
     horizon_s = args.horizon_s if args.horizon_s is not None else s.adverse.label_horizon_s

@@ -157,7 +157,8 @@ def build(path: str, run_id: str | None = None) -> tuple[dict, dict[str, Series]
     return summary, series
 
 
-def _f(x, nd=2) -> str:
+def fmt(x, nd=2) -> str:
+    """``x`` with thousands separators and ``nd`` decimals; ``-`` for None/NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:,.{nd}f}"
@@ -172,24 +173,31 @@ def table_rows(summary: dict) -> list[list[str]]:
         p = r["pnl"]
         m = r["markout_mean"]
         rows.append(
-            [sym, str(r["fills"]), _f(r["volume"], 4), _f(r["position"], 4), _f(p["spread"]), _f(p["inventory"]), _f(p["fees"]),
-             _f(p["funding"]), _f(p["total"]), _f(m["1s"], 3), _f(m["5s"], 3), _f(m["30s"], 3), _f(r["max_drawdown"])]
+            [sym, str(r["fills"]), fmt(r["volume"], 4), fmt(r["position"], 4), fmt(p["spread"]), fmt(p["inventory"]), fmt(p["fees"]),
+             fmt(p["funding"]), fmt(p["total"]), fmt(m["1s"], 3), fmt(m["5s"], 3), fmt(m["30s"], 3), fmt(r["max_drawdown"])]
         )
     return rows
 
 
-def format_table(summary: dict) -> str:
-    rows = [COLUMNS] + table_rows(summary)
-    w = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = [f"run {summary['run_id']} ({summary['mode']})  ledger {summary['ledger']}"]
+def aligned(rows: list[list[str]]) -> list[str]:
+    """``rows`` (the first one is the header) as text lines: the first column left-aligned, the
+    others right-aligned, a dashed rule under the header."""
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
     for j, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
         if j == 0:
             lines.append("  ".join("-" * x for x in w))
+    return lines
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"run {summary['run_id']} ({summary['mode']})  ledger {summary['ledger']}"]
+    lines += aligned([COLUMNS] + table_rows(summary))
     t = summary["total"]
     lines.append(
-        f"total PnL {_f(t['total'])} = spread {_f(t['spread'])} + inventory {_f(t['inventory'])} - fees {_f(t['fees'])}"
-        f" - funding {_f(t['funding'])}  (quote currency; markouts in price units, side-signed)"
+        f"total PnL {fmt(t['total'])} = spread {fmt(t['spread'])} + inventory {fmt(t['inventory'])} - fees {fmt(t['fees'])}"
+        f" - funding {fmt(t['funding'])}  (quote currency; markouts in price units, side-signed)"
     )
     if summary["risk_events"]:
         lines.append(f"risk events: {len(summary['risk_events'])} (last: {summary['risk_events'][-1]['kind']} {summary['risk_events'][-1]['check']})")
@@ -248,8 +256,8 @@ def render_html(summary: dict, series: dict[str, Series]) -> str:
         f"<h1>mmd paper report</h1><p>run <b>{html.escape(summary['run_id'])}</b> ({html.escape(summary['mode'])}),"
         f" ledger {html.escape(summary['ledger'])}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<p>total PnL {_f(t['total'])} = spread {_f(t['spread'])} + inventory {_f(t['inventory'])}"
-        f" - fees {_f(t['fees'])} - funding {_f(t['funding'])} (quote currency)</p>"
+        f"<p>total PnL {fmt(t['total'])} = spread {fmt(t['spread'])} + inventory {fmt(t['inventory'])}"
+        f" - fees {fmt(t['fees'])} - funding {fmt(t['funding'])} (quote currency)</p>"
         f"<img alt='mmd report charts' src='data:image/png;base64,{img}'/>"
         "</body></html>"
     )
