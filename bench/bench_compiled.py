@@ -22,7 +22,7 @@ accelerators); ``plain`` = a copy of ``daemon/`` without the mypyc group (the C 
 ``_fastbook``/``_fastmodels`` kept, so only mypyc differs); ``--variant NAME=DIR`` adds a tree
 (e.g. one built with ``--build NAME=mod,mod`` : the mypyc group of just those modules, in a copy).
 
-Usage: ``python bench/bench_compiled.py [--repeat 3] [--build only-features=daemon/features/state.py,...]``
+Usage: ``python bench/bench_compiled.py [--repeat 3] [--build NAME=daemon/features/state.py,...[@DIR]]``
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -143,9 +144,10 @@ def child() -> dict:
             if last is not None:
                 st, raw, _q, _r, _c, dec = last
                 a = ns()
-                MarketState(st.ts_ms, st.mid, st.best_bid, st.best_ask, st.tick, st.q, st.sigma, st.A, st.kappa,
-                            st.t_left_s, st.ofi, st.imbalance, st.vpin, st.spread, st.p_adverse_bid,
-                            st.p_adverse_ask)
+                MarketState(ts_ms=st.ts_ms, mid=st.mid, best_bid=st.best_bid, best_ask=st.best_ask, tick=st.tick,
+                            q=st.q, sigma=st.sigma, A=st.A, kappa=st.kappa, t_left_s=st.t_left_s, ofi=st.ofi,
+                            imbalance=st.imbalance, vpin=st.vpin, spread=st.spread,
+                            p_adverse_bid=st.p_adverse_bid, p_adverse_ask=st.p_adverse_ask)
                 b = ns()
                 t["  MarketState(...)"] += b - a
                 a = ns()
@@ -249,8 +251,8 @@ def child() -> dict:
 # -- parent ---------------------------------------------------------------------------------------
 
 
-def plain_tree(tmp: str) -> str:
-    """``daemon/`` without the mypyc group (and its hash stamp); the C accelerators stay."""
+def plain_tree(tmp: str, src: Path = ROOT) -> str:
+    """``src/daemon/`` without the mypyc group (and its hash stamp); the C accelerators stay."""
     dst = os.path.join(tmp, "plain")
     os.makedirs(dst)
 
@@ -259,15 +261,15 @@ def plain_tree(tmp: str) -> str:
         return {n for n in names if n == "__pycache__" or n == "_compiled.py"
                 or (n.endswith((".so", ".pyd")) and not n.startswith(keep))}
 
-    shutil.copytree(ROOT / "daemon", os.path.join(dst, "daemon"), ignore=ignore)
+    shutil.copytree(src / "daemon", os.path.join(dst, "daemon"), ignore=ignore)
     return dst
 
 
-def build_tree(tmp: str, name: str, modules: list[str]) -> str:
-    """A copy of the plain tree with a mypyc group of just ``modules`` (paths like setup.py's), built
-    in place with setup.py's flags."""
+def build_tree(tmp: str, name: str, modules: list[str], src: Path = ROOT) -> str:
+    """A copy of the plain tree (of ``src``) with a mypyc group of just ``modules`` (paths like
+    setup.py's), built in place with setup.py's flags."""
     dst = os.path.join(tmp, "build-" + name)
-    shutil.copytree(plain_tree(os.path.join(tmp, "p-" + name)), dst)
+    shutil.copytree(plain_tree(os.path.join(tmp, "p-" + name), src), dst)
     code = ("import sys; sys.argv[1:] = ['build_ext', '--inplace', '-q'];"
             "from setuptools import setup; from mypyc.build import mypycify;"
             f"exts = mypycify(['--ignore-missing-imports', '--follow-imports=silent', *{modules!r}], opt_level='3',"
@@ -275,6 +277,11 @@ def build_tree(tmp: str, name: str, modules: list[str]) -> str:
             "for e in exts: e.extra_compile_args = [*(e.extra_compile_args or []), '-ffp-contract=off', '-fno-fast-math']\n"
             "setup(name='bench-variant', ext_modules=exts, packages=[])")
     subprocess.run([sys.executable, "-c", code], cwd=dst, check=True, stdout=subprocess.DEVNULL)
+    # its own hash stamp: without one, daemon/__init__.py may find this checkout's (an editable
+    # install) and run a variant whose sources differ from it from source
+    with open(os.path.join(dst, "daemon", "_compiled.py"), "w") as f:
+        f.write("SOURCES = %r\n" % {m[:-3].replace("/", "."): hashlib.sha256(open(os.path.join(dst, m), "rb").read()).hexdigest()
+                                    for m in modules})
     return dst
 
 
@@ -295,7 +302,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variant", action="append", default=[], help="NAME=DIR: a tree to put first on PYTHONPATH")
     ap.add_argument("--build", action="append", default=[],
-                    help="NAME=path,path: build a variant whose mypyc group is just these modules")
+                    help="NAME=path,path[@DIR]: build a variant whose mypyc group is just these modules "
+                         "(of DIR/daemon, e.g. an older checkout with the C accelerators built; default: this tree)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -306,7 +314,8 @@ def main() -> int:
         variants: list[tuple[str, str | None]] = [("compiled", None), ("plain", plain_tree(tmp))]
         for v in args.build:
             name, _, mods = v.partition("=")
-            variants.append((name, build_tree(tmp, name, mods.split(","))))
+            mods, _, src = mods.partition("@")
+            variants.append((name, build_tree(tmp, name, mods.split(","), Path(src) if src else ROOT)))
         for v in args.variant:
             name, _, d = v.partition("=")
             variants.append((name, d))
