@@ -6,7 +6,7 @@ runs the same Python source, several times slower; it logs ``fast_path_unavailab
 * hand-written C accelerators next to their pure-Python references: ``daemon/core/_fastbook.c``
   (order book + frame scanner) and ``daemon/models/_fastmodels.c`` (A/kappa fit, adverse logits).
   ``MMD_PURE_PYTHON=1`` switches them off at run time.
-* the per-tick modules (engine, features, models) compiled from their own Python source with
+* the per-tick modules (feature state, quote step) compiled from their own Python source with
   mypyc (:data:`COMPILED`). The source stays the reference: ``tests/test_compiled.py`` replays the
   recording with the compiled modules and with the plain source and compares the journals.
   ``MMD_NO_COMPILE=1`` at install time skips mypyc. ``daemon/_compiled.py`` records a hash of
