@@ -298,7 +298,7 @@ class RiskGate:
         if self._disarmed:  # some limit is disarmed until it recovers: the general path re-arms
             return self._hard([SymbolRisk(symbol, True, 0, position, notional)], total_pnl, drawdown, daily_pnl,
                               total_notional)
-        total_notional = 0.0 + total_notional  # (as the sum _hard forms: a float)
+        total_notional = float(total_notional)  # the events carry a float, as the sum _hard forms
         dd, loss = self._dd_loss(total_pnl, drawdown, daily_pnl)
         ap = abs(position)
         if ap > self.max_position:
@@ -325,7 +325,7 @@ class RiskGate:
             breaches.append(("max_position", s.symbol, abs(s.position), self.max_position))
             breaches.append(("max_notional", s.symbol, s.notional, self.max_notional))
         if total_notional_all is not None:
-            total_notional = 0.0 + total_notional_all
+            total_notional = float(total_notional_all)
         breaches.append(("max_total_notional", "*", total_notional, self.max_total_notional))
         dd, loss = self._dd_loss(total_pnl, drawdown, daily_pnl)
         breaches.append(("max_drawdown", "*", dd, self.max_drawdown))

@@ -14,9 +14,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPILED = ["daemon.core.instrument", "daemon.core.engine", "daemon.features.windows", "daemon.features.volatility", "daemon.features.vpin",
-            "daemon.features.state", "daemon.models.base", "daemon.models.avellaneda", "daemon.models.glft",
-            "daemon.models.inventory", "daemon.models.calibration", "daemon.models.quoting"]
+COMPILED = ["daemon.features.windows", "daemon.features.vpin", "daemon.features.state", "daemon.models.base",
+            "daemon.models.avellaneda", "daemon.models.glft", "daemon.models.inventory", "daemon.models.quoting"]
 NO_COMPILE = os.environ.get("MMD_NO_COMPILE", "") not in ("", "0")
 
 
@@ -68,12 +67,12 @@ def test_an_edit_to_one_compiled_source_switches_the_whole_group_to_source(tmp_p
     shutil.copytree(pkg_src, tmp_path / "daemon", ignore=shutil.ignore_patterns("__pycache__"))
     for g in group:
         shutil.copy(os.path.join(os.path.dirname(pkg_src), g), tmp_path / g)
-    code = "import daemon.core.engine as e, daemon.models.quoting as q; print(e.__file__); print(q.__file__)"
+    code = "import daemon.features.state as e, daemon.models.quoting as q; print(e.__file__); print(q.__file__)"
     importlib.invalidate_caches()
     r = _import_files(tmp_path, code)
     assert r.returncode == 0 and all(f.endswith(".so") for f in r.stdout.split()), r.stdout + r.stderr[-800:]
     assert "changed since the build" not in r.stderr
-    with open(tmp_path / "daemon" / "core" / "engine.py", "a") as f:
+    with open(tmp_path / "daemon" / "features" / "state.py", "a") as f:
         f.write("\n# an edit\n")
     r = _import_files(tmp_path, code + "; from daemon.replay import replay")
     assert r.returncode == 0, r.stderr[-800:]

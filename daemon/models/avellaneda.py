@@ -91,4 +91,4 @@ class AvellanedaStoikov:
         r = s - state.q * g * var * tau
         h = 0.5 * (g * var * tau + (2.0 / g) * math.log1p(g / state.kappa))
         bid, ask = r - h, r + h
-        return RawQuote(bid, ask, r, s - bid, ask - s)
+        return RawQuote(bid=bid, ask=ask, reservation=r, delta_bid=s - bid, delta_ask=ask - s)

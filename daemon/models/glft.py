@@ -84,4 +84,4 @@ class GLFT:
         db = half + skew * state.q
         da = half - skew * state.q
         s = state.mid
-        return RawQuote(s - db, s + da, s - 0.5 * (db - da), db, da)
+        return RawQuote(bid=s - db, ask=s + da, reservation=s - 0.5 * (db - da), delta_bid=db, delta_ask=da)

@@ -99,13 +99,14 @@ def asymmetric_deltas(delta_bid: float, delta_ask: float, q: float) -> tuple[flo
     return delta_bid, delta_ask
 
 
+@dataclass(init=False)
 class InventoryDecision:
     """Limits and penalty mode for one decision.
 
     ``q`` order-size units; ``position_lots`` lots; ``limit_lots`` the effective limit in lots;
     ``bid_room_lots``/``ask_room_lots`` how many lots a buy/sell fill may add before breaching it
     (may be negative); ``scale`` the vol-scaling multiplier; ``asymmetric`` the penalty mode.
-    A plain class (a native class under mypyc, see setup.py): built on the per-tick path."""
+    Its own ``__init__`` as :class:`daemon.models.base.MarketState`'s (built on the per-tick path)."""
 
     q: float
     position_lots: int
@@ -129,18 +130,6 @@ class InventoryDecision:
         """Would a full fill of ``qty_lots`` on ``side`` (+1 bid / -1 ask) stay within the limits?"""
         room = self.bid_room_lots if side > 0 else self.ask_room_lots
         return qty_lots <= room
-
-    def _key(self) -> tuple:
-        return (self.q, self.position_lots, self.limit_lots, self.bid_room_lots, self.ask_room_lots, self.scale,
-                self.asymmetric)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, InventoryDecision) and self._key() == other._key()
-
-    def __repr__(self) -> str:
-        return (f"InventoryDecision(q={self.q}, position_lots={self.position_lots}, limit_lots={self.limit_lots}, "
-                f"bid_room_lots={self.bid_room_lots}, ask_room_lots={self.ask_room_lots}, scale={self.scale}, "
-                f"asymmetric={self.asymmetric})")
 
 
 @dataclass(frozen=True, slots=True)

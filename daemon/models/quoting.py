@@ -72,9 +72,10 @@ class QuotingParams:
     horizon_mode: str = "rolling"
 
 
+@dataclass(init=False)
 class QuoteReasons:
     """Why each side was changed or pulled: comma-separated short codes, ``""`` when untouched.
-    A plain class (a native class under mypyc): built on every tick."""
+    Its own ``__init__`` as :class:`~daemon.models.base.MarketState`'s (built on every tick)."""
 
     bid: str
     ask: str
@@ -91,12 +92,6 @@ class QuoteReasons:
         if self.ask:
             parts.append("ask:" + self.ask)
         return ";".join(parts)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, QuoteReasons) and self.bid == other.bid and self.ask == other.ask
-
-    def __repr__(self) -> str:
-        return f"QuoteReasons(bid={self.bid!r}, ask={self.ask!r})"
 
 
 def _add(r: str, code: str) -> str:
@@ -156,32 +151,11 @@ def finalize(
     asymmetric penalty are measured from it); ``best_*_ticks`` the current touch (``None`` = side
     empty, no clamp); ``order_size_lots`` the size of both sides unless ``bid_size_lots`` /
     ``ask_size_lots`` override it. ``adverse`` ``None`` or ``threshold None`` disables the gate."""
-    return _finalize(raw, instrument, mid, best_bid_ticks, best_ask_ticks, order_size_lots, ts_ms, inventory,
-                     p_adverse_bid, p_adverse_ask, adverse, min_spread_ticks, bid_size_lots, ask_size_lots)
-
-
-def _finalize(
-    raw: RawQuote,
-    instrument: Instrument,
-    mid: float,
-    best_bid_ticks: int | None,
-    best_ask_ticks: int | None,
-    order_size_lots: int,
-    ts_ms: int,
-    inventory: InventoryDecision | None,
-    p_adverse_bid: float,
-    p_adverse_ask: float,
-    adverse: AdverseParams | None,
-    min_spread_ticks: int,
-    bid_size_lots: int | None,
-    ask_size_lots: int | None,
-) -> tuple[Quote, QuoteReasons]:
-    """:func:`finalize` with positional arguments (the per-tick call)."""
     tick = instrument.price.step_float
     rb = ""
     ra = ""
     if not math.isfinite(mid) or mid <= 0:
-        reasons = QuoteReasons("no_mid", "no_mid")
+        reasons = QuoteReasons(bid="no_mid", ask="no_mid")
         return Quote(instrument.symbol, None, 0, None, 0, ts_ms, reasons.text()), reasons
 
     bid = raw.bid
@@ -267,7 +241,7 @@ def _finalize(
         apx, aq, ra = _size_within(instrument, order_size_lots if ask_size_lots is None else ask_size_lots, apx,
                                    inventory.ask_room_lots if inventory is not None else None, ra)
 
-    reasons = QuoteReasons(rb, ra)
+    reasons = QuoteReasons(bid=rb, ask=ra)
     return Quote(instrument.symbol, bpx, bq, apx, aq, ts_ms, reasons.text() if rb or ra else ""), reasons
 
 
@@ -457,13 +431,15 @@ class QuotingPipeline:
             self._inv_key = key
             self._inv_decision = decision
         state = MarketState(
-            ts_ms, mid, bb, ba, tick, decision.q, sigma, calibration.A, calibration.kappa,
-            t_left, ofi, imbalance, vpin, ba - bb, p_adverse_bid, p_adverse_ask,
+            ts_ms=ts_ms, mid=mid, best_bid=bb, best_ask=ba, tick=tick, q=decision.q, sigma=sigma,
+            A=calibration.A, kappa=calibration.kappa, t_left_s=t_left, ofi=ofi, imbalance=imbalance, vpin=vpin,
+            spread=ba - bb, p_adverse_bid=p_adverse_bid, p_adverse_ask=p_adverse_ask,
         )
         raw = self.quoter.quote(state)
-        quote, reasons = _finalize(
-            raw, inst, mid, best_bid_ticks, best_ask_ticks, self.order_lots, ts_ms, decision, p_adverse_bid,
-            p_adverse_ask, self.adverse, self.min_spread_ticks, None, None,
+        quote, reasons = finalize(
+            raw, instrument=inst, mid=mid, best_bid_ticks=best_bid_ticks, best_ask_ticks=best_ask_ticks,
+            order_size_lots=self.order_lots, ts_ms=ts_ms, inventory=decision, p_adverse_bid=p_adverse_bid,
+            p_adverse_ask=p_adverse_ask, adverse=self.adverse, min_spread_ticks=self.min_spread_ticks,
         )
         self._last = (state, raw, quote, reasons, calibration, decision)
         return quote

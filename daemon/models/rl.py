@@ -250,4 +250,5 @@ class RLQuoter:
         db, da = pol.deltas_for(a, u, state.q)
         db, da = float(db), float(da)
         s = state.mid
-        return RawQuote(s - db, s + da, s - 0.5 * (db - da), db, da, why=f"rl a={a}")
+        return RawQuote(bid=s - db, ask=s + da, reservation=s - 0.5 * (db - da), delta_bid=db, delta_ask=da,
+                        why=f"rl a={a}")

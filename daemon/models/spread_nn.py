@@ -298,4 +298,5 @@ class NNSpreadAS:
         spread = self.model.predict(x) * state.tick
         r = base.reservation
         bid, ask = r - 0.5 * spread, r + 0.5 * spread
-        return RawQuote(bid, ask, r, state.mid - bid, ask - state.mid, why=f"nn spread {spread / state.tick:.2f}t")
+        return RawQuote(bid=bid, ask=ask, reservation=r, delta_bid=state.mid - bid, delta_ask=ask - state.mid,
+                        why=f"nn spread {spread / state.tick:.2f}t")
