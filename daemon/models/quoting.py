@@ -41,7 +41,12 @@ from daemon.models.base import MarketState, Quoter, RawQuote
 from daemon.models.calibration import Calibration
 from daemon.models.inventory import InventoryControl, InventoryDecision, InventoryParams, asymmetric_deltas
 
-_EPS = 1e-9  # in ticks (+ 1e-12 relative): absorbs float noise of exact grid prices (61800.2/0.1 = 618001.9999...)
+#: rounding to the grid tolerates this much float noise, in ticks: ROUND_EPS_TICKS + ROUND_EPS_REL * |x|
+#: (an exact grid price divided by the tick is not exact: 61800.2 / 0.1 = 618001.9999...). A raw
+#: bid that far *below* a grid price, or a raw ask that far *above* one, rounds to it; farther, it
+#: rounds away (never more aggressive than the model by more than the noise).
+ROUND_EPS_TICKS = 1e-9
+ROUND_EPS_REL = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +208,10 @@ def finalize(
     apx = None
     if bid is not None:
         x = (bid if db == mid - bid else mid - db) / tick
-        bpx = math.floor(x + _EPS + 1e-12 * abs(x))
+        bpx = math.floor(x + ROUND_EPS_TICKS + ROUND_EPS_REL * abs(x))
     if ask is not None:
         x = (ask if da == ask - mid else mid + da) / tick
-        apx = math.ceil(x - _EPS - 1e-12 * abs(x))
+        apx = math.ceil(x - ROUND_EPS_TICKS - ROUND_EPS_REL * abs(x))
 
     # 5. post-only clamp
     if bpx is not None and best_ask_ticks is not None and bpx >= best_ask_ticks:
