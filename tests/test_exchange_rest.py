@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from daemon.exchange.faults import FaultPlan
 from daemon.exchange.server import ExchangeServer
-from test_exchange_support import small_recording
+from test_exchange_support import multi_symbol_recording, small_recording
+
+SAMPLES = Path("/work/shared/bybit-v5/samples")
 
 SYM = "BTCUSDT"
 
@@ -42,12 +46,29 @@ async def test_server_binds_loopback_on_an_ephemeral_port(ex):
     assert ex.ws_url == f"ws://127.0.0.1:{ex.port}/v5/public/linear"
 
 
-async def test_time(ex):
+def sample(name: str) -> dict:
+    """A real or documented Bybit message (see the samples' SOURCES.md)."""
+    return json.loads((SAMPLES / name).read_text())
+
+
+async def test_time_is_the_wall_clock_like_bybit(ex):
+    """ccxt/pybit estimate their clock offset from /v5/market/time: it must be the server's wall clock
+    (the replay of 2024 data once read as an ~851-day offset), while the data keeps replay time."""
+    doc = sample("rest_time__docs.json")
+    before = time.time_ns()
     status, body, _ = await get(ex, "/v5/market/time")
+    after = time.time_ns()
     assert status == 200
     res = envelope_ok(body)
+    assert set(res) == set(doc["result"]) and all(isinstance(v, str) for v in res.values())
+    assert type(body["time"]) is type(doc["time"])
+    assert before <= int(res["timeNano"]) <= after
     assert int(res["timeNano"]) // 1_000_000_000 == int(res["timeSecond"])
-    assert int(res["timeSecond"]) == body["time"] // 1000  # the exchange clock (recording time)
+    assert int(res["timeNano"]) // 1_000_000 == body["time"]  # one clock reading, as in the docs sample
+    # every envelope carries the wall clock; the data stays on the recording's (replay) clock
+    _, body, _ = await get(ex, "/v5/market/orderbook", category="linear", symbol=SYM)
+    assert before // 1_000_000 <= body["time"] <= time.time_ns() // 1_000_000
+    assert body["result"]["ts"] < 1_800_000_000_000 and abs(body["result"]["ts"] - body["time"]) > 86_400_000
 
 
 async def test_instruments_btcusdt_real_filters(ex):
@@ -63,28 +84,68 @@ async def test_instruments_btcusdt_real_filters(ex):
     assert row["fundingInterval"] == 480
 
 
-async def test_instruments_paging_with_cursor_visits_every_trading_symbol_once(ex):
-    _, body, _ = await get(ex, "/v5/market/instruments-info", category="linear")
-    all_syms = [r["symbol"] for r in envelope_ok(body)["list"]]
-    assert SYM in all_syms and len(all_syms) >= 6 and "OLDUSDT" not in all_syms  # Trading only by default
-    seen: list[str] = []
-    cursor = ""
-    pages = 0
-    while True:
-        params = {"category": "linear", "limit": "2"}
-        if cursor:
-            params["cursor"] = cursor
-        _, body, _ = await get(ex, "/v5/market/instruments-info", **params)
-        res = envelope_ok(body)
-        assert len(res["list"]) <= 2
-        seen += [r["symbol"] for r in res["list"]]
-        pages += 1
-        cursor = res["nextPageCursor"]
-        if not cursor:
-            break
-    assert seen == all_syms and pages == (len(all_syms) + 1) // 2
-    _, body, _ = await get(ex, "/v5/market/instruments-info", category="linear", status="Closed")
-    assert [r["symbol"] for r in envelope_ok(body)["list"]] == ["OLDUSDT"]
+SERVED = ("BTCUSDT", "XBTUSDT", "YBTUSDT")
+
+
+async def test_instruments_paging_with_cursor_visits_every_trading_symbol_once(tmp_path):
+    rec = multi_symbol_recording(tmp_path, 300, SERVED[1:])
+    async with ExchangeServer(recording=rec, speed=0) as ex:
+        _, body, _ = await get(ex, "/v5/market/instruments-info", category="linear")
+        all_syms = [r["symbol"] for r in envelope_ok(body)["list"]]
+        assert all_syms == sorted(SERVED)  # exactly the served symbols, no data-less extras
+        seen: list[str] = []
+        cursor = ""
+        pages = 0
+        while True:
+            params = {"category": "linear", "limit": "2"}
+            if cursor:
+                params["cursor"] = cursor
+            _, body, _ = await get(ex, "/v5/market/instruments-info", **params)
+            res = envelope_ok(body)
+            assert len(res["list"]) <= 2
+            seen += [r["symbol"] for r in res["list"]]
+            pages += 1
+            cursor = res["nextPageCursor"]
+            if not cursor:
+                break
+        assert seen == all_syms and pages == (len(all_syms) + 1) // 2
+        _, body, _ = await get(ex, "/v5/market/instruments-info", category="linear", status="Closed")
+        assert envelope_ok(body)["list"] == []  # nothing served is closed
+        # every listed symbol answers market data
+        for sym in all_syms:
+            for path, params in (("/v5/market/orderbook", {}), ("/v5/market/kline", {"interval": "1"}),
+                                 ("/v5/market/recent-trade", {}), ("/v5/market/tickers", {})):
+                _, body, _ = await get(ex, path, category="linear", symbol=sym, **params)
+                res = envelope_ok(body)
+                assert res.get("s", res.get("symbol")) == sym or res["list"][0]["symbol"] == sym, (path, sym)
+
+
+MARKET_DATA = [("/v5/market/orderbook", {}), ("/v5/market/kline", {"interval": "1"}),
+               ("/v5/market/recent-trade", {}), ("/v5/market/tickers", {})]
+
+
+@pytest.mark.parametrize("path,params", MARKET_DATA)
+@pytest.mark.parametrize("category,symbol", [("linear", "ETHUSDT"), ("linear", "NOPEUSDT"), ("spot", SYM),
+                                             ("inverse", SYM), ("option", SYM)])
+async def test_unlisted_symbol_or_unserved_category_is_bybits_error(ex, path, params, category, symbol):
+    """Only what instruments-info lists is served. Bybit answers a symbol it does not list in the
+    category with HTTP 200, retCode 10001 (PROTOCOL.md 6.7: request parameter error) and retMsg
+    "Not supported symbols" (a real answer, quoted in ccxt's bybit error map), in the error envelope of
+    the real sample rest_error_10001_illegal_category__roq.json; never with another category's data."""
+    err = sample("rest_error_10001_illegal_category__roq.json")
+    _, body, _ = await get(ex, "/v5/market/instruments-info", category=category)
+    assert symbol not in [r["symbol"] for r in envelope_ok(body)["list"]]
+    status, body, _ = await get(ex, path, category=category, symbol=symbol, **params)
+    assert status == 200 and set(body) == set(err)
+    assert (body["retCode"], body["retMsg"], body["result"]) == (err["retCode"], "Not supported symbols", {})
+
+
+async def test_unserved_category_lists_nothing(ex):
+    for cat in ("spot", "inverse", "option"):
+        for path in ("/v5/market/instruments-info", "/v5/market/tickers"):
+            _, body, _ = await get(ex, path, category=cat)
+            res = envelope_ok(body)
+            assert res["category"] == cat and res["list"] == [], (cat, path)
 
 
 @pytest.mark.parametrize("path,params,msg", [

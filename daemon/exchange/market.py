@@ -239,24 +239,6 @@ class InstrumentSpec:
         }
 
 
-#: extra synthetic symbols (no market data) so instruments-info paging can be tested with small limits
-SYNTHETIC_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
-    InstrumentSpec("ADAUSDT", tick_size="0.0001", qty_step="1", min_qty="1", max_qty="2000000", max_mkt_qty="400000",
-                   max_price="199.9998", price_scale="4"),
-    InstrumentSpec("DOGEUSDT", tick_size="0.00001", qty_step="1", min_qty="1", max_qty="7500000", max_mkt_qty="1500000",
-                   max_price="19.99998", price_scale="5"),
-    InstrumentSpec("ETHUSDT", tick_size="0.01", qty_step="0.01", min_qty="0.01", max_qty="7240.00",
-                   max_mkt_qty="724.00", max_price="199999.98"),
-    InstrumentSpec("LINKUSDT", tick_size="0.001", qty_step="0.1", min_qty="0.1", max_qty="90000.0",
-                   max_mkt_qty="18000.0", max_price="1999.998", price_scale="3"),
-    InstrumentSpec("SOLUSDT", tick_size="0.010", qty_step="0.1", min_qty="0.1", max_qty="79770.0",
-                   max_mkt_qty="7977.0", max_price="19999.980", price_scale="3"),
-    InstrumentSpec("XRPUSDT", tick_size="0.0001", qty_step="1", min_qty="1", max_qty="1290000", max_mkt_qty="258000",
-                   max_price="199.9998", price_scale="4"),
-    InstrumentSpec("OLDUSDT", tick_size="0.001", qty_step="0.1", min_qty="0.1", status="Closed", price_scale="3"),
-)
-
-
 def instrument_for(symbol: str, price_example: str | None, qty_example: str | None) -> InstrumentSpec:
     """Real BTCUSDT filters; other recorded symbols get a grid guessed from their strings."""
     if symbol == "BTCUSDT":
@@ -453,11 +435,8 @@ class Market:
             self._examples[sym] = (p, q)
 
     def _instruments(self) -> list[InstrumentSpec]:
-        specs = {s.symbol: s for s in SYNTHETIC_INSTRUMENTS}
-        for sym in self.symbols:
-            p, q = self._examples.get(sym, (None, None))
-            specs[sym] = instrument_for(sym, p, q)
-        return [specs[k] for k in sorted(specs)]
+        """What instruments-info lists: exactly the symbols served (the recording's), sorted."""
+        return [instrument_for(sym, *self._examples.get(sym, (None, None))) for sym in sorted(self.symbols)]
 
     # -- offsets -------------------------------------------------------------------------
     def ts_offset(self, loop: int) -> int:

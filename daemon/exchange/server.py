@@ -34,10 +34,10 @@ recording's ``recv_ns`` gaps, ``x`` is x times faster, ``0`` sends as fast as th
 while somebody is subscribed. One replay task drives one market clock for all connections. With
 ``speed > 0`` a connection whose queue exceeds ``max_queue`` frames is dropped as a slow consumer.
 
-Times served: all ``ts``/``cts``/``T`` are the recording's exchange times (shifted per loop, see
-:mod:`daemon.exchange.market`). ``/v5/market/time`` and the REST envelope ``time`` report the
-exchange clock (the ``ts`` of the last applied frame), not the wall clock: the daemon runs on event
-time, and a replay of 2024 data is self-consistent that way.
+Times served: all ``ts``/``cts``/``T`` (and kline starts) are the recording's exchange times (shifted
+per loop, see :mod:`daemon.exchange.market`): the daemon runs on event time, and a replay of 2024 data
+is self-consistent that way. ``/v5/market/time`` and the REST envelope ``time`` are the server's wall
+clock, as on Bybit, so a client's clock-offset estimate is ~0 (see :mod:`daemon.exchange.rest`).
 """
 
 from __future__ import annotations
