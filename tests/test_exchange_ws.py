@@ -598,3 +598,47 @@ async def test_a_recording_that_already_batches_trades_is_passed_through(tmp_pat
     want = [[t["i"] for t in d] for d in recorded]
     assert ids == want[len(want) - len(ids):]  # exactly as recorded (after the priming frames)
     assert [t["i"] for t in a["data"]] in ids
+
+
+def test_pongs_overtake_a_flood_at_speed_zero():
+    """pybit's client timed out (~2.4 s) waiting for a pong behind the speed-0 flood: everything
+    queued for the connection, and the MBs Linux lets a loopback socket buffer, went out first.
+    A slow client (1 ms per message, a small receive buffer of its own) flooded by every BTCUSDT
+    topic must get each pong (Bybit's {"op":"ping"} and the protocol ping) with few frames ahead.
+    Before control frames went ahead of data and the send buffer was capped: ~10,000 frames, 11-14 s."""
+    import socket
+    import time
+
+    async def client(port: int, url: str) -> list[tuple[float, int]]:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # the client's side stays small
+        sock.connect(("127.0.0.1", port))
+        out = []
+        async with websockets.connect(url, sock=sock, max_size=None, ping_interval=None, compression=None,
+                                      max_queue=1) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "req_id": "s", "args": [
+                OB50, f"orderbook.1.{SYM}", f"orderbook.200.{SYM}", f"publicTrade.{SYM}", f"tickers.{SYM}"]}))
+            for k in range(4):
+                for _ in range(300):  # let the flood fill every buffer
+                    await ws.recv()
+                    time.sleep(0.001)
+                sent = time.monotonic()
+                proto = await ws.ping() if k % 2 else None
+                if proto is None:
+                    await ws.send(json.dumps({"op": "ping", "req_id": f"p{k}"}))
+                ahead = 0
+                while True:
+                    m = json.loads(await ws.recv())
+                    time.sleep(0.001)
+                    if (proto is None and m.get("ret_msg") == "pong") or (proto is not None and proto.done()):
+                        break
+                    ahead += 1
+                out.append((time.monotonic() - sent, ahead))
+        return out
+
+    # a deep send queue (queue_high 2000 frames): a pong must not wait behind it either
+    with ExchangeThread(speed=0, loop=True, queue_high=2000) as ex:
+        got = asyncio.run(client(ex.port, ex.ws_url))
+    assert len(got) == 4
+    for latency, ahead in got:
+        assert ahead < 1000 and latency < 2.0, got
