@@ -255,3 +255,52 @@ def test_fault_plan_validates():
         FaultPlan(gap_every=0)
     with pytest.raises(ValueError):
         FaultPlan(malformed_kinds=("nope",))
+
+
+def _candles(trades: list[dict], shift_ms: int) -> dict[int, list]:
+    """1-minute OHLCV of ``trades`` (recording order) with every T shifted by ``shift_ms``. As the
+    exchange's candles always did, a candle opens at the previous candle's close (its high/low count
+    that open), the first one at its first trade."""
+    out: dict[int, list] = {}
+    last: Decimal | None = None
+    for t in trades:
+        start = (t["T"] + shift_ms) // 60_000 * 60_000
+        p, v = Decimal(t["p"]), Decimal(t["v"])
+        o = p if last is None or start in out else last
+        last = p
+        c = out.setdefault(start, [o, o, o, o, Decimal(0)])
+        c[1], c[2], c[3], c[4] = max(c[1], p), min(c[2], p), p, c[4] + v
+    return out
+
+
+async def test_kline_history_is_there_right_after_start():
+    """The daemon asks for kline_history bars at start-up (default 200); the exchange used to have
+    none yet. Now it has what the recording implies: the candles of all its trades (345 s: 7 one-minute
+    bars), in place before the first replayed frame, so the replay continues them."""
+    from daemon.bybit.rest import BybitRest
+    from daemon.config import RestConfig
+    from daemon.core.instrument import btcusdt_linear
+    from daemon.exchange.recording import load_recording
+
+    rec = load_recording()
+    trades = [t for _, f in rec.frames if f["topic"].startswith("publicTrade.") for t in f["data"]]
+    shift = -(rec.last_ts - rec.first_ts + 1000)  # one loop earlier (loop_gap_ms=1000)
+    want = _candles(trades, shift)
+    assert len(want) == 7
+    async with ExchangeServer(speed=0, loop=False) as ex:  # nobody subscribed: the replay has not moved
+        _, body, _ = await get(ex, "/v5/market/kline", category="linear", symbol=SYM, interval="1", limit="1000")
+        rows = envelope_ok(body)["list"][::-1]  # oldest first
+        first_data_ts = ex.frames[0][1]["ts"]
+        # every closed history candle is exactly the recording's, in time before the replayed data
+        closed = sorted(want)[:-1]
+        assert [int(r[0]) for r in rows[: len(closed)]] == closed
+        for r in rows[: len(closed)]:
+            o, h, lo, c, v = want[int(r[0])]
+            assert (Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) == (o, h, lo, c, v)
+            assert int(r[0]) + 60_000 <= first_data_ts
+        starts = [int(r[0]) for r in rows]
+        assert all(b - a == 60_000 for a, b in zip(starts, starts[1:]))
+        # the daemon's own client, asking kline_history=5 bars as the daemon does at start, gets 5
+        async with BybitRest(ex.rest_url, RestConfig(timeout_s=3.0)) as rest:
+            kl = await rest.klines("linear", btcusdt_linear(), "1", 5)
+        assert len(kl) == 5 and sum(k.confirm for k in kl) == 4

@@ -25,7 +25,8 @@ per message (Bybit rule). The *source* of a topic is:
 
 ``publicTrade.SYM``: forwarded batches. ``tickers.SYM``: a snapshot first, then deltas with only
 changed fields, at most one per 100 ms of exchange time. ``kline.{1,3,5,15,30,60}.SYM``: candles
-bucketed from trades; ``confirm:false`` pushes at most once per second of exchange time while a
+bucketed from trades, with the history the recording implies in place before the replay starts
+(:meth:`Market.seed_kline_history`); ``confirm:false`` pushes at most once per second of exchange time while a
 candle is open, and one ``confirm:true`` frame when it closes (flat zero-volume candles are emitted
 for minutes without trades).
 
@@ -405,6 +406,27 @@ class Market:
                     seen.add(key)
                     if f.get("type") != "snapshot":
                         self._starts_with_delta.add(key)
+
+    def seed_kline_history(self) -> None:
+        """Kline history before the replay starts, as Bybit has it at any moment: the candles of the
+        recording's own trades, placed one loop earlier (loop -1: every ``T`` shifted by
+        ``-(span + loop_gap)``, the shift looping uses forward), so the history ends just before the
+        replay's first frame and the first replayed trades continue its open candle. Call once on a
+        fresh market, before any frame is applied; nothing is broadcast."""
+        off = self.ts_offset(-1)
+        for _, f in self.rec.frames:
+            data = f.get("data")
+            st = self.symbols.get(f["topic"].split(".")[-1])
+            if st is None or not f["topic"].startswith("publicTrade.") or not isinstance(data, list):
+                continue
+            for tr in data:
+                p, v = tr["p"], dec(tr["v"])
+                turnover = dec(p) * v
+                for ks in st.klines.values():
+                    ks.on_trade(tr["T"] + off, p, v, turnover)
+        for st in self.symbols.values():
+            for ks in st.klines.values():
+                ks.dirty = False
 
     def start_loop(self, loop: int) -> None:
         """Call before replaying loop ``loop`` >= 1: books whose recording starts with deltas wait for

@@ -36,7 +36,9 @@ while somebody is subscribed. One replay task drives one market clock for all co
 
 Times served: all ``ts``/``cts``/``T`` (and kline starts) are the recording's exchange times (shifted
 per loop, see :mod:`daemon.exchange.market`): the daemon runs on event time, and a replay of 2024 data
-is self-consistent that way. ``/v5/market/time`` and the REST envelope ``time`` are the server's wall
+is self-consistent that way. Kline history is there from the start: the recording's own candles,
+one loop before the replay (see :meth:`~daemon.exchange.market.Market.seed_kline_history`).
+``/v5/market/time`` and the REST envelope ``time`` are the server's wall
 clock, as on Bybit, so a client's clock-offset estimate is ~0 (see :mod:`daemon.exchange.rest`).
 """
 
@@ -254,6 +256,7 @@ class ExchangeServer:
         and the tickers have a state, so REST and the first subscribers see a real market.
         Returns the index the replay continues from; primed frames count in ``frames_broadcast``."""
         frames = self.frames
+        self.market.seed_kline_history()
         i = 0
         while i < len(frames) and i < max_frames and not self.market.primed():
             self.market.apply(frames[i][1], 0)
@@ -261,6 +264,7 @@ class ExchangeServer:
         if i >= len(frames):  # tiny recording: replay it fully from the start instead, on a fresh
             # market that every part serving from the market must see (nobody is connected yet)
             self.market = self.rest.market = self.hub.market = Market(self.recording, **self._market_kw)
+            self.market.seed_kline_history()
             return 0
         self.clock.frames_broadcast = i
         return i
