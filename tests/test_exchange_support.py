@@ -79,3 +79,15 @@ async def subscribe(ws, args: list[str], req_id: str = "r1") -> dict:
     await ws.send(json.dumps({"op": "subscribe", "req_id": req_id, "args": args}))
     ack, _ = await recv_until(ws, lambda m: m.get("op") == "subscribe" and m.get("req_id") == req_id)
     return ack
+
+
+def multi_symbol_recording(tmp_path: Path, n: int, copies: tuple[str, ...], name: str = "multi.bybit") -> Path:
+    """The first ``n`` lines of the bundled recording, each followed by a copy per symbol in
+    ``copies`` (``BTCUSDT`` renamed in topic and data): a recording that serves several symbols."""
+    out = []
+    for ln in bundled_lines(n):
+        out.append(ln)
+        out += [ln.replace(b"BTCUSDT", sym.encode()) for sym in copies]
+    p = tmp_path / name
+    p.write_bytes(b"\n".join(out) + b"\n")
+    return p

@@ -13,7 +13,7 @@ import websockets
 
 from daemon.exchange.faults import MALFORMED_KINDS, FaultPlan
 from daemon.exchange.server import ExchangeServer, ExchangeThread
-from test_exchange_support import RefBook, recv_json, recv_until, small_recording, subscribe
+from test_exchange_support import RefBook, bundled_lines, recv_json, recv_until, small_recording, subscribe
 
 SYM = "BTCUSDT"
 OB50 = f"orderbook.50.{SYM}"
@@ -434,8 +434,10 @@ async def test_speed_zero_waits_for_a_subscriber_and_stops_when_not_looping(rec3
         async with connect(ex) as ws:
             await subscribe(ws, [f"publicTrade.{SYM}"])
             await asyncio.wait_for(ex.finished.wait(), 5)
-        assert ex.frames_broadcast == 300 and ex.loops_completed == 1
-        assert await ex.wait_frames(10_000) == 300  # returns at once after the end
+        # 300 recorded frames; trades sharing a timestamp go out as one frame (see the trade tests)
+        n = 300 - sum(len(g) - 1 for g in _trade_groups(_trade_frames_of(bundled_lines(300))))
+        assert n < 300 and ex.frames_broadcast == n and ex.loops_completed == 1
+        assert await ex.wait_frames(10_000) == n  # returns at once after the end
 
 
 async def test_rest_orderbook_u_is_the_1000_level_stream_u(rec3000):
@@ -513,3 +515,130 @@ async def test_drop_once_only_drops_the_first_connection(rec3000):
             for _ in range(50):
                 await recv_json(ws)
         assert ex.faults_injected["drop"] == 1
+
+
+def _trade_frames_of(lines: list[bytes]) -> list[list[dict]]:
+    """The recording's publicTrade frames (their trade lists), in file order."""
+    out = []
+    for ln in lines:
+        f = json.loads(ln.split(b" ", 1)[1])
+        if f["topic"].startswith("publicTrade."):
+            out.append(f["data"])
+    return out
+
+
+def _trade_groups(recorded: list[list[dict]]) -> list[list[dict]]:
+    """One-trade frames grouped as Bybit sends them: consecutive trades with equal ``T``."""
+    groups: list[list[dict]] = []
+    for (t,) in recorded:
+        if groups and groups[-1][-1]["T"] == t["T"]:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+async def _received_trade_frames(ex: ExchangeServer) -> list[dict]:
+    """Subscribe to publicTrade and collect every trade frame until the (non-looping) replay ends."""
+    async with connect(ex) as ws:
+        await subscribe(ws, [f"publicTrade.{SYM}"])
+        got = []
+        while True:
+            try:
+                m = await recv_json(ws, 1.0 if ex.finished.is_set() else 10.0)
+            except asyncio.TimeoutError:
+                return got
+            if m.get("topic", "").startswith("publicTrade."):
+                got.append(m)
+
+
+async def test_trades_sharing_a_timestamp_come_in_one_frame_as_on_bybit(tmp_path):
+    """The bundled recording carries one trade per frame; Bybit sends the fills of one match-engine
+    timestamp in one message (ws_publicTrade_linear__capture2026.json: 9 fills, one T)."""
+    sample = json.loads(open("/work/shared/bybit-v5/samples/ws_publicTrade_linear__capture2026.json").read())
+    assert len(sample["data"]) > 1 and len({t["T"] for t in sample["data"]}) == 1
+    lines = bundled_lines(3000)
+    recorded = _trade_frames_of(lines)
+    assert all(len(d) == 1 for d in recorded)  # the recording splits them
+    groups = _trade_groups(recorded)  # the oracle
+    assert any(len(g) > 1 for g in groups)
+    p = tmp_path / "r.bybit"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    async with ExchangeServer(recording=p, speed=0, loop=False) as ex:
+        got = await _received_trade_frames(ex)
+    assert got
+    first = got[0]["data"][0]["i"]
+    start = next(k for k, g in enumerate(groups) if g[0]["i"] == first)  # frames before the subscribe primed the market
+    want = groups[start:]
+    assert [[t["i"] for t in f["data"]] for f in got] == [[t["i"] for t in g] for g in want]
+    assert sum(len(f["data"]) > 1 for f in got) > 10
+    for f in got:
+        assert set(f) == set(sample) and f["type"] == sample["type"] == "snapshot"
+        assert all(set(t) == set(sample["data"][0]) for t in f["data"])
+        assert len({t["T"] for t in f["data"]}) == 1 and f["ts"] >= f["data"][0]["T"]
+
+
+async def test_a_recording_that_already_batches_trades_is_passed_through(tmp_path):
+    lines = bundled_lines(600)
+    idx = [k for k, ln in enumerate(lines) if b'"topic":"publicTrade.' in ln]
+    # join two adjacent trade frames of different T, well after the priming frames, into one
+    k = next(k for k in idx[40:] if k + 1 in idx and
+             json.loads(lines[k].split(b" ", 1)[1])["data"][0]["T"] != json.loads(lines[k + 1].split(b" ", 1)[1])["data"][0]["T"])
+    a, b = (json.loads(lines[j].split(b" ", 1)[1]) for j in (k, k + 1))
+    a["data"] += b["data"]
+    lines[k] = lines[k].split(b" ", 1)[0] + b" " + json.dumps(a, separators=(",", ":")).encode()
+    del lines[k + 1]
+    recorded = _trade_frames_of(lines)
+    assert any(x[0]["T"] == y[0]["T"] for x, y in zip(recorded, recorded[1:]))  # adjacent same-T frames stay split
+    p = tmp_path / "batched.bybit"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    async with ExchangeServer(recording=p, speed=0, loop=False) as ex:
+        got = await _received_trade_frames(ex)
+    ids = [[t["i"] for t in f["data"]] for f in got]
+    want = [[t["i"] for t in d] for d in recorded]
+    assert ids == want[len(want) - len(ids):]  # exactly as recorded (after the priming frames)
+    assert [t["i"] for t in a["data"]] in ids
+
+
+def test_pongs_overtake_a_flood_at_speed_zero():
+    """pybit's client timed out (~2.4 s) waiting for a pong behind the speed-0 flood: everything
+    queued for the connection, and the MBs Linux lets a loopback socket buffer, went out first.
+    A slow client (1 ms per message, a small receive buffer of its own) flooded by every BTCUSDT
+    topic must get each pong (Bybit's {"op":"ping"} and the protocol ping) with few frames ahead.
+    Before control frames went ahead of data and the send buffer was capped: ~10,000 frames, 11-14 s."""
+    import socket
+    import time
+
+    async def client(port: int, url: str) -> list[tuple[float, int]]:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # the client's side stays small
+        sock.connect(("127.0.0.1", port))
+        out = []
+        async with websockets.connect(url, sock=sock, max_size=None, ping_interval=None, compression=None,
+                                      max_queue=1) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "req_id": "s", "args": [
+                OB50, f"orderbook.1.{SYM}", f"orderbook.200.{SYM}", f"publicTrade.{SYM}", f"tickers.{SYM}"]}))
+            for k in range(4):
+                for _ in range(300):  # let the flood fill every buffer
+                    await ws.recv()
+                    time.sleep(0.001)
+                sent = time.monotonic()
+                proto = await ws.ping() if k % 2 else None
+                if proto is None:
+                    await ws.send(json.dumps({"op": "ping", "req_id": f"p{k}"}))
+                ahead = 0
+                while True:
+                    m = json.loads(await ws.recv())
+                    time.sleep(0.001)
+                    if (proto is None and m.get("ret_msg") == "pong") or (proto is not None and proto.done()):
+                        break
+                    ahead += 1
+                out.append((time.monotonic() - sent, ahead))
+        return out
+
+    # a deep send queue (queue_high 2000 frames): a pong must not wait behind it either
+    with ExchangeThread(speed=0, loop=True, queue_high=2000) as ex:
+        got = asyncio.run(client(ex.port, ex.ws_url))
+    assert len(got) == 4
+    for latency, ahead in got:
+        assert ahead < 1000 and latency < 2.0, got

@@ -16,12 +16,14 @@ from daemon.core.events import BookUpdate
 from daemon.core.instrument import btcusdt_linear
 from daemon.exchange.server import ExchangeServer
 from daemon.recording import RecordingWriter, load_instruments, read_frames
+from test_exchange_support import multi_symbol_recording
 
 FAST = RestConfig(backoff_base_s=0.01, backoff_max_s=0.02, ban_backoff_s=0.05, timeout_s=3.0, max_retries=2)
 
 
-async def test_instruments_follow_the_cursor_and_klines_come_oldest_first():
-    async with ExchangeServer(speed=50.0) as ex:
+async def test_instruments_follow_the_cursor_and_klines_come_oldest_first(tmp_path):
+    # two served symbols (instruments-info lists only what is served), so limit=1 takes two pages
+    async with ExchangeServer(recording=multi_symbol_recording(tmp_path, 4000, ("XBTUSDT",)), speed=50.0) as ex:
         await ex.wait_frames(3000)
         async with BybitRest(ex.rest_url, FAST) as rest:
             one_page = await rest.instruments("linear", limit=1000)

@@ -2,8 +2,12 @@
 
 :class:`WsHub` serves ``WS_PATHS`` (``/v5/public/spot`` acks a subscribe with ``ret_msg
 "subscribe"`` as Bybit does), answers ``ping``/``subscribe``/``unsubscribe`` and publishes frames to
-the subscribers of their topic. Each connection (:class:`_Conn`) has one ordered outgoing queue
-drained by its own writer task, so a slow client never delays the others. Backpressure, by the
+the subscribers of their topic. Each connection (:class:`_Conn`) has two ordered outgoing queues
+drained by its own writer task, so a slow client never delays the others: control frames (pongs,
+acks) go out ahead of any queued data, so a client's ping/pong stays healthy while the replay floods
+it at ``speed 0`` (only what already left the queue, at most :data:`SEND_BUFFER` bytes in the socket
+buffers, is ahead of a pong). An unsubscribe that took effect is acked in order, behind the queued
+data, so no data of the topic follows its ack. Backpressure, by the
 replay ``speed``: with ``speed == 0`` a data frame waits until the connection's queue is below
 ``queue_high`` frames (the replay runs as fast as the clients read); with ``speed > 0`` a
 connection whose queue reaches ``max_queue`` frames is dropped as a slow consumer (as Bybit does).
@@ -16,6 +20,7 @@ connection, no close frame; ``drop_after`` counts data frames sent per connectio
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections import defaultdict, deque
 from typing import Any
@@ -31,17 +36,37 @@ from daemon.logging import get_logger
 log = get_logger("daemon.exchange")
 
 WS_PATHS = ("/v5/public/linear", "/v5/public/spot", "/v5/public/inverse")
+#: bytes of data a connection may have written but the client not yet read (kernel send buffer, and
+#: the transport's buffer above it). Without a cap Linux grows the send buffer to MBs on loopback,
+#: and a pong queued behind thousands of data frames there reaches a slow reader seconds late.
+SEND_BUFFER = 32 * 1024
 
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-class _Conn:
-    """One websocket client: its topics and an ordered outgoing queue drained by a writer task."""
+def _cap_send_buffer(request: web.Request) -> None:
+    """Bound what a connection holds in flight to :data:`SEND_BUFFER` bytes, so that the writer, and
+    with it the control-before-data order, is what decides when a pong goes out."""
+    tr = request.transport
+    if tr is None:
+        return
+    sock = tr.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER // 2)  # Linux doubles it
+        except OSError:  # pragma: no cover - not a TCP socket
+            pass
+    tr.set_write_buffer_limits(high=SEND_BUFFER // 2)
 
-    __slots__ = ("ws", "request", "id", "spot", "topics", "q", "room", "has_data", "data_sent", "closed", "task",
-                 "dropped")
+
+class _Conn:
+    """One websocket client: its topics and its outgoing queues (control ``ctl`` ahead of data ``q``)
+    drained by a writer task."""
+
+    __slots__ = ("ws", "request", "id", "spot", "topics", "q", "ctl", "room", "has_data", "data_sent", "closed",
+                 "task", "dropped")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, spot: bool) -> None:
         self.ws = ws
@@ -49,7 +74,8 @@ class _Conn:
         self.id = uuid.uuid4().hex[:20] + "-" + uuid.uuid4().hex[:5]
         self.spot = spot
         self.topics: set[str] = set()
-        self.q: deque[tuple[str | bytes, bool]] = deque()
+        self.q: deque[tuple[str | bytes, bool]] = deque()  #: data frames (bounded by the backpressure)
+        self.ctl: deque[str] = deque()  #: control frames: sent before any queued data
         self.room = asyncio.Event()
         self.room.set()
         self.has_data = asyncio.Event()
@@ -133,8 +159,10 @@ class WsHub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler of ``WS_PATHS``: one client connection, from upgrade to disconnect."""
-        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(autoping=True, autoclose=False, heartbeat=None, max_msg_size=1 << 20,
+                                   writer_limit=SEND_BUFFER // 2)
         await ws.prepare(request)
+        _cap_send_buffer(request)
         conn = _Conn(ws, request, spot=request.path.endswith("/spot"))
         self._conns.add(conn)
         conn.task = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
@@ -147,6 +175,7 @@ class WsHub:
                     # stop data at once so our close frame is not queued behind it
                     conn.closed = True
                     conn.q.clear()
+                    conn.ctl.clear()
                     self._unsubscribe_all(conn)
                     conn.room.set()
                     self._wake(conn)
@@ -198,6 +227,9 @@ class WsHub:
     async def _writer(self, conn: _Conn) -> None:
         try:
             while not conn.closed:
+                if conn.ctl:
+                    await conn.ws.send_str(conn.ctl.popleft())
+                    continue
                 if not conn.q:
                     conn.has_data.clear()
                     await conn.has_data.wait()
@@ -231,8 +263,13 @@ class WsHub:
                 s.discard(conn)
         conn.topics = set()
 
-    def _control(self, conn: _Conn, obj: dict[str, Any]) -> None:
-        conn.q.append((_dumps(obj), False))
+    def _control(self, conn: _Conn, obj: dict[str, Any], in_order: bool = False) -> None:
+        """Queue a control frame (pong, ack) ahead of the connection's queued data, or behind it
+        (``in_order``: an unsubscribe ack, after which no data of the topic may arrive)."""
+        if in_order:
+            conn.q.append((_dumps(obj), False))
+        else:
+            conn.ctl.append(_dumps(obj))
         self._wake(conn)
 
     def _on_client(self, conn: _Conn, text: str) -> None:
@@ -292,7 +329,7 @@ class WsHub:
                     fail = fail or f"error:not subscribed,topic:{topic}"
         if fail:
             ack.update(success=False, ret_msg=fail)
-        self._control(conn, ack)
+        self._control(conn, ack, in_order=(op == "unsubscribe" and bool(ok)))
         for topic in ok:  # valid topics of a partly failed request still take effect
             if op == "subscribe":
                 conn.topics.add(topic)

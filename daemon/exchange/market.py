@@ -25,7 +25,8 @@ per message (Bybit rule). The *source* of a topic is:
 
 ``publicTrade.SYM``: forwarded batches. ``tickers.SYM``: a snapshot first, then deltas with only
 changed fields, at most one per 100 ms of exchange time. ``kline.{1,3,5,15,30,60}.SYM``: candles
-bucketed from trades; ``confirm:false`` pushes at most once per second of exchange time while a
+bucketed from trades, with the history the recording implies in place before the replay starts
+(:meth:`Market.seed_kline_history`); ``confirm:false`` pushes at most once per second of exchange time while a
 candle is open, and one ``confirm:true`` frame when it closes (flat zero-volume candles are emitted
 for minutes without trades).
 
@@ -239,24 +240,6 @@ class InstrumentSpec:
         }
 
 
-#: extra synthetic symbols (no market data) so instruments-info paging can be tested with small limits
-SYNTHETIC_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
-    InstrumentSpec("ADAUSDT", tick_size="0.0001", qty_step="1", min_qty="1", max_qty="2000000", max_mkt_qty="400000",
-                   max_price="199.9998", price_scale="4"),
-    InstrumentSpec("DOGEUSDT", tick_size="0.00001", qty_step="1", min_qty="1", max_qty="7500000", max_mkt_qty="1500000",
-                   max_price="19.99998", price_scale="5"),
-    InstrumentSpec("ETHUSDT", tick_size="0.01", qty_step="0.01", min_qty="0.01", max_qty="7240.00",
-                   max_mkt_qty="724.00", max_price="199999.98"),
-    InstrumentSpec("LINKUSDT", tick_size="0.001", qty_step="0.1", min_qty="0.1", max_qty="90000.0",
-                   max_mkt_qty="18000.0", max_price="1999.998", price_scale="3"),
-    InstrumentSpec("SOLUSDT", tick_size="0.010", qty_step="0.1", min_qty="0.1", max_qty="79770.0",
-                   max_mkt_qty="7977.0", max_price="19999.980", price_scale="3"),
-    InstrumentSpec("XRPUSDT", tick_size="0.0001", qty_step="1", min_qty="1", max_qty="1290000", max_mkt_qty="258000",
-                   max_price="199.9998", price_scale="4"),
-    InstrumentSpec("OLDUSDT", tick_size="0.001", qty_step="0.1", min_qty="0.1", status="Closed", price_scale="3"),
-)
-
-
 def instrument_for(symbol: str, price_example: str | None, qty_example: str | None) -> InstrumentSpec:
     """Real BTCUSDT filters; other recorded symbols get a grid guessed from their strings."""
     if symbol == "BTCUSDT":
@@ -424,6 +407,27 @@ class Market:
                     if f.get("type") != "snapshot":
                         self._starts_with_delta.add(key)
 
+    def seed_kline_history(self) -> None:
+        """Kline history before the replay starts, as Bybit has it at any moment: the candles of the
+        recording's own trades, placed one loop earlier (loop -1: every ``T`` shifted by
+        ``-(span + loop_gap)``, the shift looping uses forward), so the history ends just before the
+        replay's first frame and the first replayed trades continue its open candle. Call once on a
+        fresh market, before any frame is applied; nothing is broadcast."""
+        off = self.ts_offset(-1)
+        for _, f in self.rec.frames:
+            data = f.get("data")
+            st = self.symbols.get(f["topic"].split(".")[-1])
+            if st is None or not f["topic"].startswith("publicTrade.") or not isinstance(data, list):
+                continue
+            for tr in data:
+                p, v = tr["p"], dec(tr["v"])
+                turnover = dec(p) * v
+                for ks in st.klines.values():
+                    ks.on_trade(tr["T"] + off, p, v, turnover)
+        for st in self.symbols.values():
+            for ks in st.klines.values():
+                ks.dirty = False
+
     def start_loop(self, loop: int) -> None:
         """Call before replaying loop ``loop`` >= 1: books whose recording starts with deltas wait for
         the next recorded snapshot instead of applying loop-start deltas to the previous loop's book."""
@@ -453,11 +457,8 @@ class Market:
             self._examples[sym] = (p, q)
 
     def _instruments(self) -> list[InstrumentSpec]:
-        specs = {s.symbol: s for s in SYNTHETIC_INSTRUMENTS}
-        for sym in self.symbols:
-            p, q = self._examples.get(sym, (None, None))
-            specs[sym] = instrument_for(sym, p, q)
-        return [specs[k] for k in sorted(specs)]
+        """What instruments-info lists: exactly the symbols served (the recording's), sorted."""
+        return [instrument_for(sym, *self._examples.get(sym, (None, None))) for sym in sorted(self.symbols)]
 
     # -- offsets -------------------------------------------------------------------------
     def ts_offset(self, loop: int) -> int:

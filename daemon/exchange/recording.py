@@ -5,6 +5,10 @@ One line per websocket data frame as it arrived from Bybit: ``recv_ns`` is the l
 dicts (orjson, ~40k lines in well under a second) and are never mutated: the replay builds new
 dicts for every frame it sends, so a recording can be replayed any number of times (looping).
 
+The replay sends trades as Bybit does, one ``publicTrade`` frame per match-engine timestamp
+(:func:`batch_trades`): a recording that splits them one trade per frame gets its same-``T`` frames
+joined; a recording that already batches them (any frame with several trades) is sent as recorded.
+
 Bad lines (no space, bad integer, invalid JSON, non-object JSON, no ``topic``) raise
 :class:`RecordingError` with the line number unless ``skip_bad=True``, in which case they are counted
 in :attr:`Recording.bad_lines` and skipped.
@@ -157,3 +161,48 @@ def load_recording(path: str | Path | None = None, skip_bad: bool = False) -> Re
     with opener(p, "rb") as fh:
         data = fh.read()
     return parse_lines(data.split(b"\n"), path=str(p), skip_bad=skip_bad)
+
+
+#: Bybit puts at most this many fills in one ``publicTrade`` message (PROTOCOL.md section 3)
+MAX_TRADES_PER_FRAME = 1024
+
+
+def _trades(frame: dict[str, Any]) -> list | None:
+    data = frame.get("data")
+    if frame["topic"].startswith("publicTrade.") and isinstance(data, list) and data \
+            and all(isinstance(t, dict) and "T" in t for t in data):
+        return data
+    return None
+
+
+def batch_trades(frames: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """The frames to replay: trades grouped one ``publicTrade`` frame per match-engine timestamp.
+
+    Bybit sends the fills of one timestamp in one message (several fills share ``T``), while a
+    recording re-expressed from another venue may carry one trade per frame. If any trade frame of
+    ``frames`` holds several trades, the recording already has Bybit's batching: it is returned as
+    is. Otherwise each trade frame joins the previous trade frame of its topic when both have the
+    same ``T`` (other topics' frames in between are passed over; the joined frame goes out where its
+    first trade was, with the largest ``ts``), up to :data:`MAX_TRADES_PER_FRAME` fills. Input frames
+    are not mutated."""
+    if any(len(t) > 1 for _, f in frames if (t := _trades(f)) is not None):
+        return frames
+    out: list[tuple[int, dict[str, Any]]] = []
+    open_batch: dict[str, int] = {}  #: topic -> index in out of its last trade frame
+    for ns, f in frames:
+        trades = _trades(f)
+        if trades is None:
+            out.append((ns, f))
+            continue
+        i = open_batch.get(f["topic"])
+        if i is not None:
+            prev = out[i][1]
+            if prev["data"][-1]["T"] == trades[0]["T"] and len(prev["data"]) < MAX_TRADES_PER_FRAME:
+                joined = dict(prev)
+                joined["data"] = prev["data"] + trades
+                joined["ts"] = max(prev.get("ts", 0), f.get("ts", 0))
+                out[i] = (out[i][0], joined)
+                continue
+        open_batch[f["topic"]] = len(out)
+        out.append((ns, f))
+    return out

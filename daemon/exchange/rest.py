@@ -3,9 +3,16 @@
 answered from the exchange's own :class:`~daemon.exchange.market.Market`.
 
 Every answer is Bybit's envelope ``{"retCode", "retMsg", "result", "retExtInfo", "time"}`` where
-``time`` is the exchange clock (ms, the ``ts`` of the last applied frame), not the wall clock. A bad
-query parameter is answered as Bybit does: HTTP 200, ``retCode`` 10001, the reason as ``retMsg``
-(:meth:`RestApi.middleware`). The same middleware counts requests and carries out REST faults
+``time`` is the server's **wall clock** (ms), as on Bybit; ``/v5/market/time`` answers the wall clock
+too, so a client's clock-offset estimate (ccxt, pybit) reads ~0 and not the age of the recording.
+Replay time stays in the data (``ts``/``cts``/``T``, kline starts). A bad query parameter is
+answered as Bybit does: HTTP 200, ``retCode`` 10001, the reason as ``retMsg``
+(:meth:`RestApi.middleware`).
+
+Only what is served is listed and answered: the recording's symbols, in category ``linear`` (the
+data is a linear perpetual's). ``instruments-info`` lists exactly those; market data for any other
+symbol, or for a served symbol under another category (``spot``, ``inverse``, ``option``), is
+Bybit's ``10001 "Not supported symbols"``, never the linear data. The same middleware counts requests and carries out REST faults
 (``rest_*``, see :mod:`daemon.exchange.faults`) as :class:`FaultState` hands them out.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import orjson
@@ -22,6 +30,14 @@ from daemon.exchange.fault_state import FaultState
 from daemon.exchange.market import KLINE_INTERVALS, Market
 
 CATEGORIES = ("spot", "linear", "inverse", "option")
+SERVED_CATEGORY = "linear"  #: the only category with data (the recordings are linear perpetuals)
+#: Bybit's answer to market data for a symbol it does not list in the category (HTTP 200, retCode 10001)
+UNSUPPORTED_SYMBOL = "Not supported symbols"
+
+
+def wall_ms() -> int:
+    """The server's wall clock (ms), as Bybit's envelope ``time``."""
+    return time.time_ns() // 1_000_000
 
 
 class _ParamError(Exception):
@@ -47,8 +63,9 @@ class RestApi:
         r.add_get("/v5/market/time", self._h_time)
 
     def _env(self, result: dict[str, Any], code: int = 0, msg: str = "OK", status: int = 200,
-             headers: dict[str, str] | None = None) -> web.Response:
-        body = {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": self.market.ts}
+             headers: dict[str, str] | None = None, now_ms: int | None = None) -> web.Response:
+        body = {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {},
+                "time": wall_ms() if now_ms is None else now_ms}
         return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
                             headers=headers)
 
@@ -63,7 +80,7 @@ class RestApi:
         fault = self.faults.take_rest_fault(request.path)
         if fault:
             if fault == "10006":
-                now = self.market.ts
+                now = wall_ms()
                 return self._env({}, 10006, "Too many visits!", headers={
                     "X-Bapi-Limit": "600", "X-Bapi-Limit-Status": "0",
                     "X-Bapi-Limit-Reset-Timestamp": str(now + 1000)})
@@ -98,19 +115,20 @@ class RestApi:
             raise _ParamError(f"params error: {name} out of range [{lo}, {hi}]")
         return v
 
-    def _symbol(self, q: Any, required: bool = True) -> str | None:
+    def _symbol(self, q: Any, cat: str, required: bool = True) -> str | None:
+        """The ``symbol`` parameter, which must be served in category ``cat``."""
         sym = q.get("symbol")
         if not sym:
             if required:
                 raise _ParamError("params error: symbol invalid")
             return None
-        if sym not in self.market.symbols:
-            raise _ParamError("params error: symbol invalid")
+        if cat != SERVED_CATEGORY or sym not in self.market.symbols:
+            raise _ParamError(UNSUPPORTED_SYMBOL)
         return sym
 
     async def _h_time(self, request: web.Request) -> web.Response:
-        ms = self.market.ts
-        return self._env({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
+        ns = time.time_ns()
+        return self._env({"timeSecond": str(ns // 1_000_000_000), "timeNano": str(ns)}, now_ms=ns // 1_000_000)
 
     async def _h_instruments(self, request: web.Request) -> web.Response:
         q = request.query
@@ -126,7 +144,7 @@ class RestApi:
                     raise ValueError
             except Exception:
                 return self._err("params error: cursor invalid")
-        rows = [s for s in self.market.instruments] if cat == "linear" else []
+        rows = list(self.market.instruments) if cat == SERVED_CATEGORY else []
         status = q.get("status")
         rows = [s for s in rows if (s.status == status if status else s.status == "Trading")]
         if q.get("symbol"):
@@ -142,7 +160,7 @@ class RestApi:
     async def _h_orderbook(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        sym = self._symbol(q)
+        sym = self._symbol(q, cat)
         default = {"spot": 1, "option": 1}.get(cat, 25)
         limit = self._int(q, "limit", default, 1, 25 if cat == "option" else 1000)
         assert sym is not None and limit is not None
@@ -151,7 +169,7 @@ class RestApi:
     async def _h_kline(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q, "linear")
-        sym = self._symbol(q)
+        sym = self._symbol(q, cat)
         interval = q.get("interval", "")
         if not interval.isdigit() or int(interval) not in KLINE_INTERVALS:
             return self._err("params error: interval invalid")
@@ -164,7 +182,7 @@ class RestApi:
     async def _h_recent_trade(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        sym = self._symbol(q)
+        sym = self._symbol(q, cat)
         limit = self._int(q, "limit", 60 if cat == "spot" else 500, 1, 60 if cat == "spot" else 1000)
         assert sym is not None and limit is not None
         return self._env(self.market.rest_recent_trades(cat, sym, limit))
@@ -172,5 +190,7 @@ class RestApi:
     async def _h_tickers(self, request: web.Request) -> web.Response:
         q = request.query
         cat = self._category(q)
-        sym = self._symbol(q, required=False)
+        sym = self._symbol(q, cat, required=False)
+        if cat != SERVED_CATEGORY:  # no symbol: every symbol of the category, and none is served
+            return self._env({"category": cat, "list": []})
         return self._env(self.market.rest_tickers(cat, sym))

@@ -34,10 +34,12 @@ recording's ``recv_ns`` gaps, ``x`` is x times faster, ``0`` sends as fast as th
 while somebody is subscribed. One replay task drives one market clock for all connections. With
 ``speed > 0`` a connection whose queue exceeds ``max_queue`` frames is dropped as a slow consumer.
 
-Times served: all ``ts``/``cts``/``T`` are the recording's exchange times (shifted per loop, see
-:mod:`daemon.exchange.market`). ``/v5/market/time`` and the REST envelope ``time`` report the
-exchange clock (the ``ts`` of the last applied frame), not the wall clock: the daemon runs on event
-time, and a replay of 2024 data is self-consistent that way.
+Times served: all ``ts``/``cts``/``T`` (and kline starts) are the recording's exchange times (shifted
+per loop, see :mod:`daemon.exchange.market`): the daemon runs on event time, and a replay of 2024 data
+is self-consistent that way. Kline history is there from the start: the recording's own candles,
+one loop before the replay (see :meth:`~daemon.exchange.market.Market.seed_kline_history`).
+``/v5/market/time`` and the REST envelope ``time`` are the server's wall
+clock, as on Bybit, so a client's clock-offset estimate is ~0 (see :mod:`daemon.exchange.rest`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from daemon.exchange.faults import FaultPlan, malformed_frame
 from daemon.exchange.hub import WS_PATHS, WsHub
 from daemon.exchange.market import Market, fmt
 from daemon.exchange.pacing import ReplayClock
-from daemon.exchange.recording import Recording, load_recording
+from daemon.exchange.recording import Recording, batch_trades, load_recording
 from daemon.exchange.rest import RestApi
 from daemon.logging import get_logger
 
@@ -89,6 +91,8 @@ class ExchangeServer:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
         self.recording = recording if isinstance(recording, Recording) else load_recording(recording)
+        #: what the replay sends: the recording's frames, trades one frame per timestamp as on Bybit
+        self.frames = batch_trades(self.recording.frames)
         self.speed = float(speed)
         self.loop = loop
         self.host = host
@@ -134,11 +138,11 @@ class ExchangeServer:
         start_index = self._prime()
         rec = self.recording
         span_ns = rec.span_ns + self.market.loop_gap_ms * 1_000_000
-        replay = self.clock.run(rec.frames, span_ns, start_index=start_index, loop=self.loop,
+        replay = self.clock.run(self.frames, span_ns, start_index=start_index, loop=self.loop,
                                 start_loop=self.market.start_loop, play=self._play)
         self._replay_task = asyncio.create_task(replay, name="exchange-replay")
         log.debug("exchange_started", rest_url=self.rest_url, ws_url=self.ws_url, speed=self.speed, loop=self.loop,
-                 recording=self.recording.path, frames=len(self.recording.frames))
+                 recording=self.recording.path, frames=len(self.frames))
 
     async def stop(self) -> None:
         """Stop the replay, close every websocket and the listener."""
@@ -184,12 +188,13 @@ class ExchangeServer:
         await self.clock.wait_paused(timeout)
 
     async def wait_frames(self, n: int, timeout: float = 30.0) -> int:
-        """Wait until at least ``n`` recording frames were broadcast (or the replay ended)."""
+        """Wait until at least ``n`` replay frames were broadcast (or the replay ended)."""
         return await self.clock.wait_frames(n, timeout)
 
     @property
     def frames_broadcast(self) -> int:
-        """Recording frames applied and broadcast so far (all loops)."""
+        """Replay frames (:attr:`frames`: the recording's, trades batched) applied and broadcast so far
+        (all loops)."""
         return self.clock.frames_broadcast
 
     @property
@@ -250,7 +255,8 @@ class ExchangeServer:
         """Apply the first frames (nobody is connected yet) until every recorded book has its snapshot
         and the tickers have a state, so REST and the first subscribers see a real market.
         Returns the index the replay continues from; primed frames count in ``frames_broadcast``."""
-        frames = self.recording.frames
+        frames = self.frames
+        self.market.seed_kline_history()
         i = 0
         while i < len(frames) and i < max_frames and not self.market.primed():
             self.market.apply(frames[i][1], 0)
@@ -258,6 +264,7 @@ class ExchangeServer:
         if i >= len(frames):  # tiny recording: replay it fully from the start instead, on a fresh
             # market that every part serving from the market must see (nobody is connected yet)
             self.market = self.rest.market = self.hub.market = Market(self.recording, **self._market_kw)
+            self.market.seed_kline_history()
             return 0
         self.clock.frames_broadcast = i
         return i
