@@ -21,6 +21,7 @@ import signal
 import time
 from typing import Any
 
+from daemon.backoff import retry_delay
 from daemon.bybit.messages import FrameParser
 from daemon.bybit.rest import BybitRest, BybitRestError
 from daemon.bybit.stream import PublicStream, SubscriptionRejected, topics_for
@@ -97,22 +98,22 @@ class App:
                 pass
             await self._shutdown()
             return self.exit_code
-        stop_wait.cancel()
         try:
             start.result()
         except StartupError as e:
+            stop_wait.cancel()
             log.error("startup_failed", error=str(e))
             self.exit_code = 1
             await self._shutdown()
             return 1
-        if self._stop.is_set():
+        if self._stop.is_set():  # the signal came with the last start-up step: do not connect
+            stop_wait.cancel()
             await self._shutdown()
             return self.exit_code
         stream_task = asyncio.create_task(self.stream.run(), name="stream")  # type: ignore[union-attr]
         self._tasks.append(stream_task)
         self._tasks.append(asyncio.create_task(self._timer(), name="timer"))
         self._tasks.append(asyncio.create_task(self._status(), name="status"))
-        stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait({stop_wait, stream_task}, return_when=asyncio.FIRST_COMPLETED)
         if stream_task in done and not self._stop.is_set():
             exc = stream_task.exception()
@@ -144,8 +145,7 @@ class App:
                 if not e.transient:
                     raise
                 self.startup_problem = str(e)
-                cap = min(self.s.rest.startup_retry_max_s, self.s.rest.backoff_base_s * (2 ** min(attempt, 30)))
-                delay = rng.uniform(cap / 2, cap)
+                delay = retry_delay(rng, attempt, self.s.rest.backoff_base_s, self.s.rest.startup_retry_max_s)
                 attempt += 1
                 log.warning("startup_retry", error=str(e)[:300], attempt=attempt, delay_s=round(delay, 3))
                 await asyncio.sleep(delay)

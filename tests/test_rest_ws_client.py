@@ -125,3 +125,20 @@ async def test_record_writes_replayable_rotating_files(tmp_path):
 
     out = replay(writer.files, ls(), trade=False)
     assert out["symbols"]["BTCUSDT"]["book_state"] == "LIVE" and out["parse_errors"] == {}
+
+
+def test_retry_delay_is_capped_jittered_and_safe_for_any_attempt():
+    """The reconnect loop and the start-up retries may retry for days: the delay stays in
+    ``[cap/2, cap]`` with ``cap = min(max, base * 2**attempt)`` (by hand below) for every attempt;
+    the inline form it replaces, ``base * 2**attempt``, raises OverflowError past ~1,024 attempts."""
+    import random
+
+    from daemon.backoff import retry_delay
+
+    rng = random.Random(3)
+    for attempt, cap in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (1100, 30.0), (10**6, 30.0)]:
+        for _ in range(50):
+            d = retry_delay(rng, attempt, 0.5, 30.0)
+            assert cap / 2 <= d <= cap, (attempt, d)
+    with pytest.raises(OverflowError):
+        0.5 * (2**1100)  # noqa: B018 - what the unbounded form did

@@ -34,6 +34,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
+from daemon.backoff import retry_delay
 from daemon.bybit.messages import Control, FrameError, FrameParser
 from daemon.config import WsConfig
 from daemon.logging import RateLimited, get_logger
@@ -108,8 +109,7 @@ class PublicStream:
                 self.on_state("disconnected", reason)
                 if time.monotonic() - started > 60:
                     attempt = 0  # a session that lasted resets the backoff
-                cap = min(self.cfg.reconnect_max_s, self.cfg.reconnect_base_s * (2**attempt))
-                delay = self._rng.uniform(cap / 2, cap)
+                delay = retry_delay(self._rng, attempt, self.cfg.reconnect_base_s, self.cfg.reconnect_max_s)
                 attempt += 1
                 log.warning("ws_reconnect", reason=reason[:200], attempt=attempt, delay_s=round(delay, 3))
                 await asyncio.sleep(delay)
