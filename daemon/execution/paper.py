@@ -231,10 +231,9 @@ class PaperVenue:
     def before_book(self, ts_ms: int, book: OrderBook | None) -> list:
         """Time passed to ``ts_ms`` on ``book`` as it is *before* the update stamped ``ts_ms`` is
         applied: orders that reached the venue by then join the queue (and face the post-only
-        check) of the book they arrived at, not of a later one."""
-        out: list = []
-        self._advance(ts_ms, book, out)
-        return out
+        check) of the book they arrived at, not of a later one. For the paper venue that is
+        :meth:`advance` on the old book; the protocol names the moment for venues it differs for."""
+        return self.advance(ts_ms, book)
 
     def drain(self, ts_ms: int) -> list:
         """Let every cancel requested at or before ``ts_ms`` land (``ts_ms`` + cancel latency)."""
